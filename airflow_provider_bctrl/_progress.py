@@ -1,0 +1,86 @@
+"""Progress lines for long transfers, written to the task log.
+
+A line at most every 10 % of the bytes or every 30 seconds, whichever comes first, and one summary
+line at the end — enough to see a multi-GiB upload moving without flooding the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["TransferProgress"]
+
+_MIB = 1024 * 1024
+
+
+class TransferProgress:
+    """Counts bytes of one transfer and logs progress at a bounded rate.
+
+    :param log: where the lines go (the hook's task logger).
+    :param label: what moves, e.g. ``"upload of report.csv"``.
+    :param total: the expected byte count.
+    :param step_fraction: log at most once per this fraction of ``total``.
+    :param interval: ...or once per this many seconds, whichever comes first.
+    """
+
+    def __init__(
+        self,
+        log: logging.Logger | Any,
+        label: str,
+        total: int,
+        *,
+        step_fraction: float = 0.10,
+        interval: float = 30.0,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self._log = log
+        self._label = label
+        self.total = total
+        self._clock = clock or time.monotonic
+        self._step = max(1, int(total * step_fraction))
+        self._interval = interval
+        self._started = self._clock()
+        self._next_bytes = self._step
+        self._next_time = self._started + interval
+        self.done = 0
+        self.lines = 0
+
+    def update(self, done: int) -> None:
+        """Record that ``done`` bytes have moved so far; log when a step or the interval is reached."""
+        self.done = done
+        if done >= self.total:
+            return  # the summary line says it
+        now = self._clock()
+        if done >= self._next_bytes or now >= self._next_time:
+            self._emit(now)
+            while self._next_bytes <= done:
+                self._next_bytes += self._step
+            self._next_time = now + self._interval
+
+    def _emit(self, now: float) -> None:
+        elapsed = max(now - self._started, 1e-9)
+        percent = 100.0 * self.done / self.total if self.total else 100.0
+        self.lines += 1
+        self._log.info(
+            "%s: %.1f / %.1f MiB (%.0f%%), %.1f MiB/s",
+            self._label,
+            self.done / _MIB,
+            self.total / _MIB,
+            percent,
+            self.done / _MIB / elapsed,
+        )
+
+    def finish(self) -> float:
+        """Log the summary line (size, time, throughput) and return the elapsed seconds."""
+        elapsed = max(self._clock() - self._started, 1e-9)
+        self._log.info(
+            "%s finished: %.1f MiB in %.2f s (%.1f MiB/s)",
+            self._label,
+            self.done / _MIB,
+            elapsed,
+            self.done / _MIB / elapsed,
+        )
+        return elapsed

@@ -1,0 +1,73 @@
+"""The retry policy, in one place.
+
+What may be retried automatically (see ``docs/retries.md``):
+
+* **GET** requests (whoami, file metadata, file content) are read-only: they retry on 408, 429, every
+  5xx, timeouts and connection failures.
+* **POST** requests (upload, stage, collect) are not idempotent and the API offers no idempotency key
+  for them, so they retry only when the server cannot have acted: 429 (rate limited), 503 (upstream
+  unavailable, "retry later"), and connection failures before the request was sent. A 500, 502, 504,
+  a read timeout or a connection dropped mid-response may hide a stored file: no automatic retry.
+
+Waits honour ``Retry-After`` (seconds or an HTTP-date) capped at ``max_wait``; otherwise exponential
+backoff with jitter.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import time
+from datetime import datetime, timezone
+
+__all__ = [
+    "GET_RETRYABLE_STATUSES",
+    "POST_RETRYABLE_STATUSES",
+    "backoff_delay",
+    "parse_retry_after",
+    "status_is_retryable",
+]
+
+#: Statuses a non-idempotent POST may retry: the server says it did not act.
+POST_RETRYABLE_STATUSES = frozenset({429, 503})
+#: Statuses a read-only GET retries.
+GET_RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+
+def status_is_retryable(status: int, *, idempotent: bool) -> bool:
+    """Whether a response with ``status`` may be retried automatically."""
+    return status in (GET_RETRYABLE_STATUSES if idempotent else POST_RETRYABLE_STATUSES)
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP-date; ``None`` if absent/bad.
+
+    A date in the past gives ``0``. A negative or unparseable value gives ``None`` (use backoff).
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        return seconds if seconds >= 0 and seconds == seconds else None  # NaN check
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    current = datetime.fromtimestamp(time.time() if now is None else now, tz=timezone.utc)
+    return max(0.0, (when - current).total_seconds())
+
+
+def backoff_delay(attempt: int, *, base: float, cap: float) -> float:
+    """Exponential backoff for retry ``attempt`` (1 = first retry), jittered between half and all of it."""
+    ceiling = min(cap, base * (2 ** max(0, attempt - 1)))
+    return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not cryptography

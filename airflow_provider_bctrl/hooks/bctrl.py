@@ -1,0 +1,825 @@
+"""The BCTRL hook: an Airflow connection turned into an authenticated, pooled HTTP session.
+
+Every API call goes through one path, :meth:`BctrlHook._request`, which applies the timeout, the
+retry policy (:mod:`airflow_provider_bctrl._retry`) and the mapping of error responses onto the
+exception hierarchy in :mod:`airflow_provider_bctrl.exceptions`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import mimetypes
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from os import PathLike
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import requests
+from airflow.sdk import BaseHook
+from requests.adapters import HTTPAdapter
+from requests.auth import AuthBase
+from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
+
+from airflow_provider_bctrl import CONN_TYPE, DEFAULT_BASE_URL, DEFAULT_CONN_ID, __version__
+from airflow_provider_bctrl._multipart import StreamingMultipartBody
+from airflow_provider_bctrl._progress import TransferProgress
+from airflow_provider_bctrl._retry import backoff_delay, parse_retry_after, status_is_retryable
+from airflow_provider_bctrl._validation import (
+    check_artifact,
+    check_id,
+    check_json_object,
+    check_local_file,
+    check_name,
+    check_runtime_path,
+    check_runtime_source_path,
+    check_storage_path,
+)
+from airflow_provider_bctrl.exceptions import (
+    BctrlApiError,
+    BctrlAuthError,
+    BctrlConflictError,
+    BctrlConnectionConfigError,
+    BctrlInvalidRequestError,
+    BctrlNotFoundError,
+    BctrlRateLimitError,
+    BctrlServerError,
+    BctrlTransportError,
+    BctrlUncertainServerError,
+    BctrlUncertainTransportError,
+    BctrlUnexpectedResponseError,
+)
+from airflow_provider_bctrl.models import CollectedFile, RuntimeStagedFile, StoredFile, WhoAmI
+
+__all__ = ["BctrlConnectionSettings", "BctrlHook"]
+
+DEFAULT_TIMEOUT = 60.0
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_MAX_RETRIES = 3
+DEFAULT_MAX_RETRY_WAIT = 60.0
+DEFAULT_BACKOFF_BASE = 0.5
+#: Enough pooled connections for many threads sharing one hook without urllib3 discarding them.
+POOL_SIZE = 32
+
+_UNCERTAIN_SUFFIX = (
+    " The server may have acted on the request, so it was not retried automatically "
+    "(a blind retry could store the file twice); check the space's files before retrying."
+)
+
+
+@dataclass(frozen=True)
+class BctrlConnectionSettings:
+    """What the hook uses from the Airflow connection, parsed and checked.
+
+    The API key is kept out of ``repr`` so the settings can be logged or shown safely.
+    """
+
+    conn_id: str
+    base_url: str
+    api_key: str = field(repr=False)
+    space_id: str | None
+    subaccount_id: str | None
+    connect_timeout: float
+    read_timeout: float
+    max_retries: int
+    allow_insecure_http: bool
+
+    @property
+    def timeout(self) -> tuple[float, float]:
+        """The ``(connect, read)`` timeout pair given to requests."""
+        return (self.connect_timeout, self.read_timeout)
+
+    @property
+    def origin(self) -> tuple[str, str, int]:
+        """Scheme, host and port of the API: the only place the key is ever sent."""
+        return _origin(self.base_url)
+
+
+def _origin(url: str) -> tuple[str, str, int]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    port = parts.port or (443 if scheme == "https" else 80)
+    return scheme, (parts.hostname or "").lower(), port
+
+
+def _is_loopback(hostname: str) -> bool:
+    if hostname.lower() in ("localhost", "localhost.localdomain") or hostname.lower().endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(hostname.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class _BearerAuth(AuthBase):
+    """Adds the API key to requests for the API's own origin, and to nothing else."""
+
+    def __init__(self, api_key: str, origin: tuple[str, str, int]) -> None:
+        self._api_key = api_key
+        self._origin = origin
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        if request.url and _origin(request.url) == self._origin:
+            request.headers["Authorization"] = f"Bearer {self._api_key}"
+        return request
+
+    def __repr__(self) -> str:
+        return "<BearerAuth ***>"
+
+
+def _extra_value(extra: Mapping[str, Any], key: str) -> Any:
+    # Connections saved by older forms prefix extra fields with "extra__<conn_type>__".
+    value = extra.get(key)
+    if value in (None, ""):
+        value = extra.get(f"extra__{CONN_TYPE}__{key}")
+    return None if value == "" else value
+
+
+def _as_number(value: Any, key: str, conn_id: str, *, minimum: float, integer: bool) -> float:
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        number = int(value) if integer else float(value)
+        if integer and isinstance(value, float) and value != int(value):
+            raise ValueError
+    except (TypeError, ValueError):
+        kind = "a whole number" if integer else "a number"
+        raise BctrlConnectionConfigError(
+            f"Connection {conn_id!r}: extra field {key!r} must be {kind}, got {value!r}."
+        ) from None
+    if number < minimum:
+        raise BctrlConnectionConfigError(
+            f"Connection {conn_id!r}: extra field {key!r} must be at least {minimum:g}, got {number:g}."
+        )
+    return number
+
+
+def _as_bool(value: Any, key: str, conn_id: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "1", "yes", "on"):
+        return True
+    if isinstance(value, str) and value.strip().lower() in ("false", "0", "no", "off"):
+        return False
+    raise BctrlConnectionConfigError(f"Connection {conn_id!r}: extra field {key!r} must be true or false.")
+
+
+def _normalise_base_url(
+    host: str | None, port: int | None, conn_id: str, *, allow_insecure_http: bool
+) -> str:
+    raw = (host or "").strip()
+    if not raw:
+        return DEFAULT_BASE_URL
+    if "://" not in raw:
+        raw = f"https://{raw}"
+    parts = urlsplit(raw)
+    scheme = parts.scheme.lower()
+    where = f"Connection {conn_id!r}: the API base URL {raw!r}"
+    if scheme not in ("http", "https"):
+        raise BctrlConnectionConfigError(
+            f"{where} must start with https:// (or http:// for a local emulator)."
+        )
+    try:
+        url_port = parts.port
+    except ValueError:
+        raise BctrlConnectionConfigError(f"{where} has an invalid port.") from None
+    if not parts.hostname:
+        raise BctrlConnectionConfigError(f"{where} has no host name.")
+    if parts.username or parts.password:
+        raise BctrlConnectionConfigError(
+            f"{where} must not contain credentials; put the API key in the key field."
+        )
+    if parts.query or parts.fragment:
+        raise BctrlConnectionConfigError(f"{where} must not have a query string or fragment.")
+    if scheme == "http" and not _is_loopback(parts.hostname) and not allow_insecure_http:
+        raise BctrlConnectionConfigError(
+            f"{where} uses plain http:// to a host that is not on this machine, which would send the API "
+            "key unencrypted. Use https://, or set the extra field allow_insecure_http to true if the "
+            "network is private."
+        )
+    netloc = parts.netloc
+    if url_port is None and port:
+        netloc = f"{netloc}:{int(port)}"
+    return urlunsplit((scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+
+class BctrlHook(BaseHook):
+    """Talk to the BCTRL API with the credentials of an Airflow connection.
+
+    The connection (type ``bctrl``) holds the API key in its password field and the API base URL in
+    its host field (``https://api.bctrl.ai`` when empty). Extra fields: ``space_id`` (default space
+    for collect), ``subaccount_id`` (sent as ``BCTRL-Subaccount-Id``), ``timeout`` (seconds),
+    ``max_retries`` and ``allow_insecure_http``.
+
+    One :class:`requests.Session` is created lazily per hook and reused for every call, so several
+    calls share pooled connections. The hook is safe to share between threads.
+
+    :param bctrl_conn_id: the Airflow connection id.
+    :param timeout: seconds to wait for the server on each request; overrides the connection's.
+    :param max_retries: automatic retries of safe requests; overrides the connection's.
+    :param max_retry_wait: the longest single wait between retries, whatever ``Retry-After`` says.
+    :param backoff_base: first backoff wait in seconds when the server gives no ``Retry-After``.
+    """
+
+    conn_name_attr = "bctrl_conn_id"
+    default_conn_name = DEFAULT_CONN_ID
+    conn_type = CONN_TYPE
+    hook_name = "BCTRL"
+
+    def __init__(
+        self,
+        bctrl_conn_id: str = DEFAULT_CONN_ID,
+        *,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT,
+        backoff_base: float = DEFAULT_BACKOFF_BASE,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.bctrl_conn_id = bctrl_conn_id
+        self._timeout_override = timeout
+        self._max_retries_override = max_retries
+        self.max_retry_wait = max_retry_wait
+        self.backoff_base = backoff_base
+        self._lock = threading.RLock()
+        self._settings: BctrlConnectionSettings | None = None
+        self._session: requests.Session | None = None
+        self._default_space_id: str | None = None
+        #: Seconds slept before each retry by this hook, in order; useful in logs and tests.
+        self.retry_waits: list[float] = []
+        self._sleep: Callable[[float], None] = time.sleep
+
+    # ------------------------------------------------------------------ connection and session
+
+    @property
+    def settings(self) -> BctrlConnectionSettings:
+        """The connection's settings, read once and checked (raises on a missing or unusable connection)."""
+        with self._lock:
+            if self._settings is None:
+                self._settings = self._load_settings()
+            return self._settings
+
+    def _load_settings(self) -> BctrlConnectionSettings:
+        conn_id = self.bctrl_conn_id
+        if not isinstance(conn_id, str) or not conn_id.strip():
+            raise BctrlConnectionConfigError("bctrl_conn_id is empty: name the Airflow connection to use.")
+        try:
+            conn = self.get_connection(conn_id)
+        except Exception as exc:
+            if type(exc).__name__ in (
+                "AirflowNotFoundException",
+                "ConnectionNotFound",
+            ) or "not defined" in str(exc):
+                raise BctrlConnectionConfigError(
+                    f"The Airflow connection {conn_id!r} does not exist. Create a connection of type "
+                    f"'{CONN_TYPE}' with that id, or set AIRFLOW_CONN_{conn_id.upper()}."
+                ) from None
+            raise
+        api_key = (conn.password or "").strip()
+        if not api_key:
+            raise BctrlConnectionConfigError(
+                f"Connection {conn_id!r} has no API key: put your BCTRL API key (bctrl_...) in the "
+                "connection's API key (password) field."
+            )
+        _mask(api_key)
+        extra = conn.extra_dejson if isinstance(conn.extra_dejson, Mapping) else {}
+        insecure_value = _extra_value(extra, "allow_insecure_http")
+        allow_insecure = (
+            False if insecure_value is None else _as_bool(insecure_value, "allow_insecure_http", conn_id)
+        )
+        base_url = _normalise_base_url(conn.host, conn.port, conn_id, allow_insecure_http=allow_insecure)
+
+        timeout_value = self._timeout_override
+        if timeout_value is None:
+            timeout_value = _extra_value(extra, "timeout")
+        read_timeout = (
+            DEFAULT_TIMEOUT
+            if timeout_value is None
+            else _as_number(timeout_value, "timeout", conn_id, minimum=0.001, integer=False)
+        )
+        retries_value = self._max_retries_override
+        if retries_value is None:
+            retries_value = _extra_value(extra, "max_retries")
+        max_retries = (
+            DEFAULT_MAX_RETRIES
+            if retries_value is None
+            else int(_as_number(retries_value, "max_retries", conn_id, minimum=0, integer=True))
+        )
+        space_id = _extra_value(extra, "space_id")
+        if space_id is not None:
+            space_id = check_id(str(space_id).strip(), f"connection {conn_id!r} extra space_id")
+        subaccount_id = _extra_value(extra, "subaccount_id")
+        if subaccount_id is not None:
+            subaccount_id = check_id(
+                str(subaccount_id).strip(), f"connection {conn_id!r} extra subaccount_id"
+            )
+        return BctrlConnectionSettings(
+            conn_id=conn_id,
+            base_url=base_url,
+            api_key=api_key,
+            space_id=space_id,
+            subaccount_id=subaccount_id,
+            connect_timeout=min(DEFAULT_CONNECT_TIMEOUT, read_timeout),
+            read_timeout=read_timeout,
+            max_retries=max_retries,
+            allow_insecure_http=allow_insecure,
+        )
+
+    @property
+    def session(self) -> requests.Session:
+        """The hook's HTTP session, created on first use with auth, User-Agent and pooling set up."""
+        with self._lock:
+            if self._session is None:
+                settings = self.settings
+                session = requests.Session()
+                adapter = HTTPAdapter(pool_connections=2, pool_maxsize=POOL_SIZE, max_retries=0)
+                session.mount("https://", adapter)
+                session.mount("http://", adapter)
+                session.auth = _BearerAuth(settings.api_key, settings.origin)
+                session.headers["User-Agent"] = f"airflow-provider-bctrl/{__version__}"
+                session.headers["Accept"] = "application/json"
+                if settings.subaccount_id:
+                    session.headers["BCTRL-Subaccount-Id"] = settings.subaccount_id
+                self._session = session
+            return self._session
+
+    def get_conn(self) -> requests.Session:
+        """Return the hook's :class:`requests.Session` (Airflow's conventional hook accessor)."""
+        return self.session
+
+    def close(self) -> None:
+        """Close the session and its pooled connections. The hook can be used again afterwards."""
+        with self._lock:
+            if self._session is not None:
+                self._session.close()
+                self._session = None
+
+    def __enter__(self) -> BctrlHook:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ the one request path
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        operation: str,
+        json_body: Mapping[str, Any] | None = None,
+        body_factory: Callable[[], StreamingMultipartBody] | None = None,
+        params: Mapping[str, Any] | None = None,
+        stream: bool = False,
+        max_retries: int | None = None,
+    ) -> requests.Response:
+        """Send one API request with the retry policy; return a successful response or raise.
+
+        :param operation: a short name for messages and logs, e.g. ``"upload"``.
+        :param body_factory: builds a fresh streaming body for every attempt (uploads).
+        """
+        settings = self.settings
+        session = self.session
+        url = settings.base_url + path
+        idempotent = method.upper() in ("GET", "HEAD")
+        retries = settings.max_retries if max_retries is None else max_retries
+        attempt = 0
+        while True:
+            attempt += 1
+            body = body_factory() if body_factory is not None else None
+            headers = {"Content-Type": body.content_type} if body is not None else None
+            try:
+                response = session.request(
+                    method,
+                    url,
+                    params=params,
+                    json=json_body,
+                    data=body,
+                    headers=headers,
+                    timeout=settings.timeout,
+                    stream=stream,
+                    allow_redirects=idempotent,
+                )
+            except requests.RequestException as exc:
+                never_sent = _never_sent(exc)
+                error = self._transport_error(exc, operation, uncertain=not (idempotent or never_sent))
+                retryable = not isinstance(exc, requests.exceptions.SSLError) and (idempotent or never_sent)
+                if not retryable or attempt > retries:
+                    raise error from exc
+                self._wait_before_retry(operation, attempt, retries, str(error), None)
+                continue
+            finally:
+                if body is not None:
+                    body.close()
+
+            if response.status_code < 300:
+                return response
+            error = self._api_error(response, operation, idempotent=idempotent)
+            if attempt <= retries and status_is_retryable(response.status_code, idempotent=idempotent):
+                response.close()
+                self._wait_before_retry(operation, attempt, retries, str(error), error.retry_after)
+                continue
+            response.close()
+            raise error
+
+    def _wait_before_retry(
+        self, operation: str, attempt: int, retries: int, reason: str, retry_after: float | None
+    ) -> None:
+        if retry_after is not None:
+            wait = min(retry_after, self.max_retry_wait)
+        else:
+            wait = backoff_delay(attempt, base=self.backoff_base, cap=self.max_retry_wait)
+        self.log.warning(
+            "BCTRL %s attempt %d of %d failed: %s Retrying in %.2f s.",
+            operation,
+            attempt,
+            retries + 1,
+            reason,
+            wait,
+        )
+        self.retry_waits.append(wait)
+        self._sleep(wait)
+
+    def _redact(self, text: str) -> str:
+        key = self._settings.api_key if self._settings is not None else None
+        return text.replace(key, "***") if key else text
+
+    def _api_error(self, response: requests.Response, operation: str, *, idempotent: bool) -> BctrlApiError:
+        status = response.status_code
+        payload = _json_or_none(response)
+        request_id = response.headers.get("X-Request-Id")
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        uncertain = not idempotent and status in (500, 502, 504)
+        code: str | None
+        error_text: str | None
+        hint: str | None
+        reason_class: str | None
+        details: Mapping[str, Any] | None = None
+        if isinstance(payload, Mapping) and isinstance(payload.get("code"), str):
+            code = payload["code"]
+            error_text = str(payload.get("error") or "").strip() or "(no message)"
+            hint = payload.get("hint") if isinstance(payload.get("hint"), str) else None
+            reason_class = payload.get("reasonClass") if isinstance(payload.get("reasonClass"), str) else None
+            request_id = payload.get("requestId") if isinstance(payload.get("requestId"), str) else request_id
+            details = payload.get("details") if isinstance(payload.get("details"), Mapping) else None
+            message = f"BCTRL API {status} {code}: {error_text}"
+            if hint:
+                message += f"; hint: {hint}"
+        else:
+            code = error_text = hint = reason_class = None
+            content_type = response.headers.get("Content-Type", "no content type").split(";")[0]
+            snippet = " ".join(response.text[:200].split()) if response.content else ""
+            message = f"BCTRL API {status} during {operation}: the response was not a BCTRL error object ({content_type})"
+            if snippet:
+                message += f": {snippet!r}"
+        if request_id:
+            message += f" (request id {request_id})"
+        if uncertain:
+            message += "." + _UNCERTAIN_SUFFIX
+        cls = _error_class(status, uncertain=uncertain)
+        return cls(
+            self._redact(message),
+            status=status,
+            code=code,
+            error=error_text,
+            reason_class=reason_class,
+            hint=hint,
+            request_id=request_id,
+            details=details,
+            retry_after=retry_after,
+        )
+
+    def _transport_error(
+        self, exc: requests.RequestException, operation: str, *, uncertain: bool
+    ) -> BctrlApiError:
+        settings = self.settings
+        where = settings.base_url
+        if isinstance(exc, requests.exceptions.ConnectTimeout):
+            message = f"Timed out after {settings.connect_timeout:g} s connecting to BCTRL at {where} ({operation})."
+        elif isinstance(exc, requests.exceptions.ReadTimeout):
+            message = f"BCTRL at {where} did not answer within {settings.read_timeout:g} s ({operation})."
+        elif isinstance(exc, requests.exceptions.SSLError):
+            message = f"TLS handshake with {where} failed ({operation}): {_short_reason(exc)}."
+        elif _never_sent(exc):
+            message = f"Could not connect to BCTRL at {where} ({operation}): {_short_reason(exc)}."
+        else:
+            message = f"The connection to BCTRL at {where} failed during {operation}: {_short_reason(exc)}."
+        if uncertain:
+            message += _UNCERTAIN_SUFFIX
+        cls = BctrlUncertainTransportError if uncertain else BctrlTransportError
+        return cls(self._redact(message))
+
+    def _json_object(self, response: requests.Response, operation: str) -> dict[str, Any]:
+        payload = _json_or_none(response)
+        if not isinstance(payload, dict):
+            content_type = response.headers.get("Content-Type", "no content type").split(";")[0]
+            raise BctrlUnexpectedResponseError(
+                f"BCTRL API {response.status_code} during {operation}: expected a JSON object, got "
+                f"{content_type}. Is the connection's API base URL ({self.settings.base_url}) a BCTRL API?",
+                status=response.status_code,
+                request_id=response.headers.get("X-Request-Id"),
+            )
+        return payload
+
+    def _parse(
+        self, response: requests.Response, operation: str, build: Callable[[dict[str, Any]], Any]
+    ) -> Any:
+        payload = self._json_object(response, operation)
+        try:
+            return build(payload)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise BctrlUnexpectedResponseError(
+                f"BCTRL API {response.status_code} during {operation}: the response lacks {exc} "
+                f"(request id {response.headers.get('X-Request-Id')}).",
+                status=response.status_code,
+                request_id=response.headers.get("X-Request-Id"),
+            ) from None
+
+    # ------------------------------------------------------------------ API methods
+
+    def whoami(self, *, max_retries: int | None = None) -> WhoAmI:
+        """Who the API key belongs to: organisation, default space, scope (``GET /v1/auth/whoami``)."""
+        response = self._request("GET", "/v1/auth/whoami", operation="whoami", max_retries=max_retries)
+        return self._parse(response, "whoami", WhoAmI.from_api)
+
+    def get_default_space_id(self) -> str:
+        """The space collect uses when none is given: the connection's ``space_id``, else whoami's default.
+
+        The whoami lookup happens at most once per hook.
+        """
+        if self.settings.space_id:
+            return self.settings.space_id
+        with self._lock:
+            if self._default_space_id is None:
+                who = self.whoami()
+                if not who.default_space_id:
+                    raise BctrlConnectionConfigError(
+                        f"BCTRL reports no default space for this key; set space_id on the task or the "
+                        f"extra field space_id of connection {self.bctrl_conn_id!r}."
+                    )
+                self._default_space_id = check_id(who.default_space_id, "whoami defaultSpaceId")
+            return self._default_space_id
+
+    def upload_file(
+        self,
+        runtime_id: str,
+        source: str | PathLike[str],
+        *,
+        name: str | None = None,
+        runtime_path: str | None = None,
+        destination_path: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> RuntimeStagedFile:
+        """Upload a local file into a live runtime's workspace (it is also kept as a durable space file).
+
+        The file is streamed from disk, never read whole into memory, with an exact ``Content-Length``.
+
+        :param runtime_id: the runtime to receive the file.
+        :param source: path of the local file.
+        :param name: display name and the file's name in the runtime; default: the local file name.
+        :param runtime_path: destination relative to the runtime workspace, e.g. ``"inputs/data.csv"``
+            (a trailing ``/`` means a directory); default: chosen by BCTRL.
+        :param destination_path: durable storage path for the stored copy; default: a managed path.
+        :param metadata: caller-owned JSON object stored with the file.
+        :return: the staged file; its ``id`` is the durable file id.
+        """
+        runtime_id = check_id(runtime_id, "runtime_id")
+        path = check_local_file(source)
+        filename = check_name(name) if name is not None else check_name(path.name, "the source file name")
+        fields: list[tuple[str, str]] = []
+        if name is not None:
+            fields.append(("name", name))
+        if runtime_path is not None:
+            fields.append(("runtimePath", check_runtime_path(runtime_path)))
+        if destination_path is not None:
+            fields.append(("destinationPath", check_storage_path(destination_path, "destination_path")))
+        if metadata is not None:
+            document = check_json_object(metadata, "metadata")
+            fields.append(("metadata", json.dumps(document, separators=(",", ":"), ensure_ascii=False)))
+        content_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+        settings = self.settings  # connection problems surface before the file is opened
+
+        progress: TransferProgress | None = None
+
+        def build_body() -> StreamingMultipartBody:
+            nonlocal progress
+            body = StreamingMultipartBody(
+                fields=fields, file_field="file", path=path, filename=filename, content_type=content_type
+            )
+            progress = TransferProgress(self.log, f"Upload of {filename}", body.file_size)
+            body.on_progress = progress.update  # a fresh counter per attempt
+            return body
+
+        self.log.info(
+            "Uploading %s (%d bytes) into runtime %s at %s",
+            path,
+            path.stat().st_size,
+            runtime_id,
+            settings.base_url,
+        )
+        response = self._request(
+            "POST", f"/v1/runtimes/{_q(runtime_id)}/files/upload", operation="upload", body_factory=build_body
+        )
+        if progress is not None:
+            progress.finish()
+        staged: RuntimeStagedFile = self._parse(response, "upload", RuntimeStagedFile.from_api)
+        self.log.info("Uploaded file %s to runtime path %s", staged.id, staged.runtime_path)
+        return staged
+
+    def collect_file(
+        self,
+        runtime_id: str,
+        path: str,
+        *,
+        space_id: str | None = None,
+        storage_path: str | None = None,
+        name: str | None = None,
+        artifact: Mapping[str, Any] | None = None,
+    ) -> CollectedFile:
+        """Copy a file from a runtime into durable space storage, optionally recording a run artifact.
+
+        :param runtime_id: the runtime that holds the file.
+        :param path: the file inside the runtime: absolute (``/tmp/out/report.pdf``) or workspace-relative.
+        :param space_id: the space to store into; default: the connection's ``space_id``, else the
+            key's default space (looked up once per hook with whoami).
+        :param storage_path: destination path in space storage; default: a managed path.
+        :param name: display name of the stored file; default: the runtime file's name.
+        :param artifact: record the file as a run artifact: a mapping with optional ``kind``,
+            ``name`` and ``metadata``.
+        """
+        runtime_id = check_id(runtime_id, "runtime_id")
+        body: dict[str, Any] = {"path": check_runtime_source_path(path, "path")}
+        if storage_path is not None:
+            body["storagePath"] = check_storage_path(storage_path, "storage_path")
+        if name is not None:
+            body["name"] = check_name(name)
+        if artifact is not None:
+            body["artifact"] = check_artifact(artifact)
+        space = check_id(space_id, "space_id") if space_id is not None else self.get_default_space_id()
+        self.log.info("Collecting %s from runtime %s into space %s", path, runtime_id, space)
+        response = self._request(
+            "POST",
+            f"/v1/spaces/{_q(space)}/runtimes/{_q(runtime_id)}/files/collect",
+            operation="collect",
+            json_body=body,
+        )
+        collected: CollectedFile = self._parse(response, "collect", CollectedFile.from_api)
+        self.log.info(
+            "Collected file %s%s",
+            collected.file.id,
+            f" as artifact {collected.artifact.id}" if collected.artifact else "",
+        )
+        return collected
+
+    def stage_file(
+        self, runtime_id: str, file_id: str, *, runtime_path: str | None = None, name: str | None = None
+    ) -> RuntimeStagedFile:
+        """Put a file that is already in durable storage into a live runtime (no re-upload).
+
+        :param runtime_id: the runtime to receive the file.
+        :param file_id: the durable file's id (from an upload or a collect).
+        :param runtime_path: destination relative to the runtime workspace; default: chosen by BCTRL.
+        :param name: the file's name in the runtime; default: the stored file's name.
+        """
+        runtime_id = check_id(runtime_id, "runtime_id")
+        body: dict[str, Any] = {"fileId": check_id(file_id, "file_id")}
+        if runtime_path is not None:
+            body["runtimePath"] = check_runtime_path(runtime_path)
+        if name is not None:
+            body["name"] = check_name(name)
+        response = self._request(
+            "POST", f"/v1/runtimes/{_q(runtime_id)}/files/stage", operation="stage", json_body=body
+        )
+        return self._parse(response, "stage", RuntimeStagedFile.from_api)
+
+    def get_file(self, file_id: str) -> StoredFile:
+        """The durable file's metadata (``GET /v1/files/{fileId}``)."""
+        file_id = check_id(file_id, "file_id")
+        response = self._request("GET", f"/v1/files/{_q(file_id)}", operation="get file")
+        return self._parse(response, "get file", StoredFile.from_api)
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Check the connection with one read-only whoami call, bounded by the timeout and never retried.
+
+        :return: ``(True, "Connected ...")`` naming the organisation and default space, or
+            ``(False, reason)`` saying whether the key, the permissions, the host or the server is at fault.
+        """
+        try:
+            settings = self.settings
+            who = self.whoami(max_retries=0)
+        except BctrlConnectionConfigError as exc:
+            return False, str(exc)
+        except BctrlAuthError as exc:
+            if exc.status == 403:
+                return (
+                    False,
+                    f"The API key is not allowed to use this API (403 {exc.code or 'forbidden'}): {exc}",
+                )
+            return (
+                False,
+                f"BCTRL rejected the API key (401 {exc.code or 'unauthorized'}): check the API key field. {exc}",
+            )
+        except BctrlTransportError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, requests.exceptions.Timeout):
+                return False, f"Timed out: {exc}"
+            return False, f"Host unreachable: {exc}"
+        except BctrlUnexpectedResponseError as exc:
+            return False, f"Not a BCTRL API: {exc}"
+        except BctrlApiError as exc:
+            if exc.code is None:
+                return False, f"Not a BCTRL API: {exc}"
+            return False, str(exc)
+        if not (who.organization_id or who.default_space_id):
+            return False, (
+                f"Not a BCTRL API: {settings.base_url} answered whoami without an organisation or default "
+                "space. Check the API base URL."
+            )
+        return True, (
+            f"Connected to BCTRL at {settings.base_url}: organisation {who.organization_id or '?'}, "
+            f"default space {who.default_space_id or '(none)'}"
+            + (f", subaccount {who.subaccount_id}" if who.subaccount_id else "")
+            + "."
+        )
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _q(value: str) -> str:
+    """Quote an id for use as one URL path segment (nothing is safe, so '/' cannot split it)."""
+    return quote(value, safe="")
+
+
+def _mask(secret: str) -> None:
+    # Airflow already masks connection passwords it hands out; this also covers keys set another way.
+    try:
+        from airflow.sdk.log import mask_secret
+    except ImportError:  # pragma: no cover - very old task SDKs
+        return
+    mask_secret(secret)
+
+
+def _json_or_none(response: requests.Response) -> Any:
+    content_type = response.headers.get("Content-Type", "")
+    if "json" not in content_type.lower():
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _never_sent(exc: BaseException) -> bool:
+    """Whether a requests failure happened before the request reached the server."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return True
+    if isinstance(exc, requests.exceptions.ConnectionError) and not isinstance(
+        exc, requests.exceptions.SSLError
+    ):
+        reason: Any = exc.args[0] if exc.args else None
+        if isinstance(reason, MaxRetryError):
+            reason = reason.reason
+        return isinstance(reason, (NewConnectionError, ConnectTimeoutError))
+    return False
+
+
+def _short_reason(exc: BaseException) -> str:
+    reason: Any = exc.args[0] if exc.args else exc
+    if isinstance(reason, MaxRetryError) and reason.reason is not None:
+        reason = reason.reason
+    text = str(reason)
+    for marker in (
+        "Connection refused",
+        "Name or service not known",
+        "Connection reset",
+        "Remote end closed",
+    ):
+        if marker in text:
+            return marker.lower() if marker != "Remote end closed" else "the server closed the connection"
+    if isinstance(reason, BaseException) and reason.args and isinstance(reason.args[0], str):
+        return reason.args[0]
+    return text[:200]
+
+
+def _error_class(status: int, *, uncertain: bool) -> type[BctrlApiError]:
+    if uncertain:
+        return BctrlUncertainServerError
+    if status in (401, 403):
+        return BctrlAuthError
+    if status == 404:
+        return BctrlNotFoundError
+    if status == 409:
+        return BctrlConflictError
+    if status == 429:
+        return BctrlRateLimitError
+    if status >= 500:
+        return BctrlServerError
+    if 400 <= status < 500:
+        return BctrlInvalidRequestError
+    return BctrlUnexpectedResponseError
