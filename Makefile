@@ -1,0 +1,116 @@
+# Developer entry points for airflow-provider-bctrl. Quickstart: `make demo`, then `make test`.
+#
+# Everything runs inside .venv, which is created from `python3` on first use and re-installed when
+# pyproject.toml changes. Nothing here needs anything but python3, make and (for the browser tests)
+# Debian's chromium, which `make browser-deps` installs when we are root.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-builtin-rules --no-print-directory
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+# Re-install when the dependencies change; the stamp lives inside the venv so `rm -rf .venv` resets both.
+STAMP := $(VENV)/.installed-stamp
+SITE_DIR ?= site
+CHROMIUM := /usr/bin/chromium
+# Type-checked paths: the package, the example DAGs and the scripts, whichever exist yet.
+MYPY_PATHS ?= $(wildcard airflow_provider_bctrl example_dags scripts)
+PYTEST_ARGS ?=
+
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+export PIP_NO_INPUT := 1
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: help venv browser-deps test lint format typecheck unit docs demo bench clean distclean
+
+help: ## Show the targets
+	@echo "Usage: make <target>"
+	@echo
+	@awk -F ':.*## ' '/^[a-z-]+:.*## / { printf "  %-13s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+
+# ---------------------------------------------------------------------------------------- venv
+
+$(STAMP): pyproject.toml
+	@if ! [ -x "$(PY)" ] || ! "$(PY)" -c 'import sys' 2>/dev/null; then \
+	  command -v "$(PYTHON)" >/dev/null || { echo "ERROR: $(PYTHON) not found; install Python 3.10+." >&2; exit 1; }; \
+	  echo "==> Creating $(VENV) with $$($(PYTHON) --version 2>&1)"; \
+	  rm -rf "$(VENV)"; \
+	  "$(PYTHON)" -m venv "$(VENV)"; \
+	fi
+	@echo "==> Installing airflow-provider-bctrl[test,docs] into $(VENV) (first time: about a minute)"
+	@"$(PY)" -m pip install --quiet --progress-bar off --upgrade pip
+	@"$(PY)" -m pip install --quiet --progress-bar off -e ".[test,docs]"
+	@touch "$@"
+
+venv: $(STAMP) ## Create or update .venv (done automatically by the other targets)
+
+# ----------------------------------------------------------------------------- browser tests
+
+browser-deps: ## Install Debian's chromium for the UI tests (root only; skipped with a note otherwise)
+	@if [ -x "$(CHROMIUM)" ]; then \
+	  echo "==> chromium: $(CHROMIUM) is installed"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "==> Installing Debian's chromium for the browser tests (apt-get)"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq; \
+	  apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=300 chromium >/dev/null; \
+	  [ -x "$(CHROMIUM)" ] || { echo "ERROR: apt-get finished but $(CHROMIUM) is missing" >&2; exit 1; }; \
+	  echo "==> chromium installed at $(CHROMIUM)"; \
+	else \
+	  echo "NOTE: $(CHROMIUM) is missing and this is not root (or not Debian), so it was not installed."; \
+	  echo "      The UI tests will fail until you run: sudo apt-get install chromium"; \
+	fi
+
+# ------------------------------------------------------------------------------------ checks
+
+test: browser-deps $(STAMP) ## Everything CI runs: lint, typecheck, all tests, docs build
+	@failed=(); summary=(); \
+	for step in lint typecheck unit docs; do \
+	  echo; echo "==================== make $$step"; \
+	  start=$$SECONDS; \
+	  if $(MAKE) $$step; then status=ok; else status=FAILED; failed+=("$$step"); fi; \
+	  summary+=("$$(printf '  %-10s %-7s %5ss' "$$step" "$$status" "$$((SECONDS - start))")"); \
+	done; \
+	echo; echo "==================== summary"; printf '%s\n' "$${summary[@]}"; \
+	if [ $${#failed[@]} -gt 0 ]; then echo "make test: FAILED: $${failed[*]}"; exit 1; fi; \
+	echo "make test: all checks passed"
+
+lint: $(STAMP) ## ruff check + ruff format --check
+	"$(BIN)/ruff" check .
+	"$(BIN)/ruff" format --check .
+
+format: $(STAMP) ## Apply ruff's fixes and formatting
+	"$(BIN)/ruff" check --fix .
+	"$(BIN)/ruff" format .
+
+typecheck: $(STAMP) ## mypy
+	"$(BIN)/mypy" $(MYPY_PATHS)
+
+unit: $(STAMP) ## pytest only (all tests, slow ones included); PYTEST_ARGS="-k x" to narrow
+	@rc=0; "$(PY)" -m pytest $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "ERROR: pytest collected no tests (exit 5); that counts as a failure." >&2; fi; \
+	exit $$rc
+
+docs: $(STAMP) ## mkdocs build --strict into ./site
+	"$(BIN)/mkdocs" build --strict --clean --site-dir "$(SITE_DIR)"
+	@echo "==> Docs built: $(SITE_DIR)/index.html"
+
+# ------------------------------------------------------------------------------ run things
+
+demo: $(STAMP) ## Upload and collect a file against a local BCTRL emulator
+	@"$(PY)" scripts/demo.py
+
+bench: $(STAMP) ## Run the benchmarks (benchmarks/run.py) when they exist
+	@if [ -f benchmarks/run.py ]; then "$(PY)" benchmarks/run.py; \
+	else echo "No benchmarks yet (benchmarks/run.py does not exist)."; fi
+
+clean: ## Remove build output and caches (keeps .venv)
+	rm -rf "$(SITE_DIR)" build dist .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +
+
+distclean: clean ## clean, and remove .venv too
+	rm -rf "$(VENV)"
