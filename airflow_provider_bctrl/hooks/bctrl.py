@@ -43,6 +43,7 @@ from airflow_provider_bctrl.exceptions import (
     BctrlAuthError,
     BctrlConflictError,
     BctrlConnectionConfigError,
+    BctrlInputError,
     BctrlInvalidRequestError,
     BctrlNotFoundError,
     BctrlRateLimitError,
@@ -136,6 +137,16 @@ def _extra_value(extra: Mapping[str, Any], key: str) -> Any:
     if value in (None, ""):
         value = extra.get(f"extra__{CONN_TYPE}__{key}")
     return None if value == "" else value
+
+
+def _extra_id(extra: Mapping[str, Any], key: str, conn_id: str) -> str | None:
+    value = _extra_value(extra, key)
+    if value is None:
+        return None
+    try:
+        return check_id(str(value).strip(), f"Connection {conn_id!r}: extra field {key!r}")
+    except BctrlInputError as exc:
+        raise BctrlConnectionConfigError(str(exc)) from None
 
 
 def _as_number(value: Any, key: str, conn_id: str, *, minimum: float, integer: bool) -> float:
@@ -309,14 +320,8 @@ class BctrlHook(BaseHook):
             if retries_value is None
             else int(_as_number(retries_value, "max_retries", conn_id, minimum=0, integer=True))
         )
-        space_id = _extra_value(extra, "space_id")
-        if space_id is not None:
-            space_id = check_id(str(space_id).strip(), f"connection {conn_id!r} extra space_id")
-        subaccount_id = _extra_value(extra, "subaccount_id")
-        if subaccount_id is not None:
-            subaccount_id = check_id(
-                str(subaccount_id).strip(), f"connection {conn_id!r} extra subaccount_id"
-            )
+        space_id = _extra_id(extra, "space_id", conn_id)
+        subaccount_id = _extra_id(extra, "subaccount_id", conn_id)
         return BctrlConnectionSettings(
             conn_id=conn_id,
             base_url=base_url,
