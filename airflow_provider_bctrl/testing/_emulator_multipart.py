@@ -3,7 +3,11 @@
 The body is fed chunk by chunk into python-multipart's callback parser as it arrives from the socket. The
 ``file`` part goes straight to a temporary file in the store's scratch directory while its sha256 is
 computed; the other parts are small text fields kept in memory with a size cap. Nothing ever holds the
-whole body or the whole file, so a multi-GiB upload costs one socket chunk of memory.
+whole body or the whole file: at most two batches of about 1 MiB are in flight, so a multi-GiB upload
+costs a few MiB of memory.
+
+Hashing and writing run in a worker thread (both release the GIL) while the event loop receives and
+parses the next batch; done inline they made the event loop the bottleneck.
 
 On any error the reader keeps consuming (and discarding) the rest of the body before reporting it, so a
 client that is still streaming sees the HTTP error instead of a broken pipe.
@@ -11,6 +15,9 @@ client that is still streaming sees the HTTP error instead of a broken pipe.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import errno
 import hashlib
 import os
 from collections.abc import AsyncIterator
@@ -29,7 +36,10 @@ MAX_FIELD_BYTES = 64 * 1024
 MAX_PARTS = 32
 #: The part that carries the bytes.
 FILE_PART = "file"
-_WRITE_BUFFER = 1024 * 1024
+#: Bytes of file data handed to the worker thread at once.
+_BATCH_BYTES = 1024 * 1024
+#: One shared worker pool for all uploads' hashing and writing.
+_WORKERS = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="bctrl-emulator-io")
 
 
 class _Rejected(Exception):
@@ -73,6 +83,11 @@ class FormReader:
         self._hasher = hashlib.sha256()
         self._size = 0
         self._file_parts = 0
+        # File data parsed but not yet written: views into the received (immutable) chunks.
+        self._batch: list[memoryview] = []
+        self._batch_bytes = 0
+        self._in_flight: concurrent.futures.Future[None] | None = None
+        self._file_done = False
 
     # -------------------------------------------------------------------------- parser callbacks
 
@@ -107,7 +122,7 @@ class FormReader:
             self.file_content_type = self._headers.get("content-type")
             fd, tmp = _make_temp(self.scratch)
             self._tmp_path = tmp
-            self._file = os.fdopen(fd, "wb", buffering=_WRITE_BUFFER)
+            self._file = os.fdopen(fd, "wb")
         elif b"filename" in params:
             # A file in a part the contract does not define: read past it without keeping it.
             self._kind = "ignore"
@@ -118,10 +133,8 @@ class FormReader:
 
     def _on_part_data(self, data: bytes, start: int, end: int) -> None:
         if self._kind == "file":
-            assert self._file is not None
-            chunk = memoryview(data)[start:end]
-            self._file.write(chunk)
-            self._hasher.update(chunk)
+            self._batch.append(memoryview(data)[start:end])
+            self._batch_bytes += end - start
             self._size += end - start
         elif self._kind == "field":
             if len(self._field_value) + (end - start) > MAX_FIELD_BYTES:
@@ -131,9 +144,8 @@ class FormReader:
             self._field_value += data[start:end]
 
     def _on_part_end(self) -> None:
-        if self._kind == "file" and self._file is not None:
-            self._file.close()
-            self._file = None
+        if self._kind == "file":
+            self._file_done = True
         elif self._kind == "field":
             try:
                 value = bytes(self._field_value).decode("utf-8")
@@ -144,6 +156,29 @@ class FormReader:
 
     def _on_end(self) -> None:
         self.complete = True
+
+    # ----------------------------------------------------------------------------- file writing
+
+    def _write_batch(self, views: list[memoryview]) -> None:
+        # Runs in a worker thread; hashlib and file writes release the GIL for large buffers.
+        assert self._file is not None
+        for view in views:
+            self._hasher.update(view)
+            self._file.write(view)
+
+    async def _flush(self, *, final: bool = False) -> None:
+        """Hand the parsed batch to the worker; wait for the previous one first (at most two in flight)."""
+        if self._in_flight is not None:
+            in_flight, self._in_flight = self._in_flight, None
+            await asyncio.wrap_future(in_flight)
+        if self._batch and self._file is not None:
+            views, self._batch, self._batch_bytes = self._batch, [], 0
+            self._in_flight = _WORKERS.submit(self._write_batch, views)
+            if final:
+                await self._flush()
+        if final and self._file is not None and self._file_done:
+            self._file.close()
+            self._file = None
 
     # ------------------------------------------------------------------------------------ reading
 
@@ -178,10 +213,19 @@ class FormReader:
                     continue  # draining: the answer is already decided
                 try:
                     parser.write(chunk)
+                    if self._batch_bytes >= _BATCH_BYTES:
+                        await self._flush()
                 except _Rejected as exc:
                     self._error = exc.error
                 except FormParserError as exc:
                     self._error = invalid(f"The multipart body is malformed: {exc}.")
+                except OSError as exc:
+                    self._error = _storage_error(exc)
+            if self._error is None:
+                try:
+                    await self._flush(final=True)
+                except OSError as exc:
+                    self._error = _storage_error(exc)
             if self._error is not None:
                 raise self._error
             if not self.complete:
@@ -201,12 +245,27 @@ class FormReader:
 
     def discard(self) -> None:
         """Close and delete the temporary file, if any."""
+        if self._in_flight is not None:
+            # The worker may still be writing this batch; wait (briefly, one batch) before closing.
+            concurrent.futures.wait([self._in_flight], timeout=30)
+            self._in_flight = None
+        self._batch = []
         if self._file is not None:
             self._file.close()
             self._file = None
         if self._tmp_path is not None:
             self._tmp_path.unlink(missing_ok=True)
             self._tmp_path = None
+
+
+def _storage_error(exc: OSError) -> ApiError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return ApiError(
+            503, "storage.unavailable", "The emulator's disk is full.", "upstream", hint="retry later"
+        )
+    return ApiError(
+        500, "server.error", f"The emulator could not store the upload: {exc.strerror}.", "server"
+    )
 
 
 def _make_temp(scratch: Path) -> tuple[int, Path]:

@@ -625,3 +625,56 @@ def test_airflow_connection_json(emu: BctrlEmulator) -> None:
     assert extra["extra"] == {"space_id": "s"}
     assert emu.url.startswith("http://127.0.0.1:")
     assert not emu.url.endswith("/")
+
+
+# ------------------------------------------------------------------------------------- robustness
+
+
+def test_rejected_big_upload_is_drained_so_the_client_sees_the_error(emu: BctrlEmulator) -> None:
+    block = b"\0" * (1024 * 1024)
+    with session() as s:
+        response = s.post(
+            f"{emu.url}/v1/runtimes/{uuid.uuid4()}/files/upload",
+            data=form(iter([block] * 32), filename="big.bin"),
+            headers={**auth(emu), "Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
+            timeout=60,
+        )
+    assert_error(response, 404, "runtime.not_found")
+    assert scratch_is_empty(emu)
+
+
+def test_client_vanishing_mid_upload_leaves_nothing(emu: BctrlEmulator, runtime_id: str) -> None:
+    import socket
+    import time
+
+    before = stored_ids(emu)
+    host, port = emu.url.removeprefix("http://").split(":")
+    head = (
+        f"POST /v1/runtimes/{runtime_id}/files/upload HTTP/1.1\r\nHost: {host}\r\n"
+        f"Authorization: Bearer {emu.api_key}\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
+        "Content-Length: 10000000\r\n\r\n"
+    ).encode()
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head + b"".join(form([b"x" * 3_000_000]))[:2_000_000])
+        time.sleep(0.2)
+    for _ in range(100):  # bounded wait for the server to notice
+        if scratch_is_empty(emu):
+            break
+        time.sleep(0.05)
+    assert scratch_is_empty(emu)
+    assert stored_ids(emu) == before
+    assert upload(emu, runtime_id, b"still fine").status_code == 200
+
+
+def test_concurrent_uploads(emu: BctrlEmulator, runtime_id: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    payloads = [os.urandom(500_000 + i) for i in range(6)]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        responses = list(
+            pool.map(lambda p: upload(emu, runtime_id, p[1], filename=f"c{p[0]}.bin"), enumerate(payloads))
+        )
+    assert [r.status_code for r in responses] == [200] * 6
+    by_id = {f["id"]: f for f in emu.stored_files()}
+    for response, payload in zip(responses, payloads, strict=True):
+        assert by_id[response.json()["id"]]["sha256"] == sha256(payload)
