@@ -486,7 +486,7 @@ class BctrlHook(BaseHook):
             message += f" (request id {request_id})"
         if uncertain:
             message += "." + _UNCERTAIN_SUFFIX
-        cls = _error_class(status, uncertain=uncertain)
+        cls = _error_class(status, uncertain=uncertain, envelope=code is not None)
         return cls(
             self._redact(message),
             status=status,
@@ -812,9 +812,13 @@ def _short_reason(exc: BaseException) -> str:
     return text[:200]
 
 
-def _error_class(status: int, *, uncertain: bool) -> type[BctrlApiError]:
+def _error_class(status: int, *, uncertain: bool, envelope: bool) -> type[BctrlApiError]:
     if uncertain:
         return BctrlUncertainServerError
+    if not envelope and status < 500 and status != 429:
+        # A 4xx page that is not a BCTRL error object (a wrong base URL, a proxy): saying "not found"
+        # would send the user looking for a missing runtime instead of fixing the URL.
+        return BctrlUnexpectedResponseError
     if status in (401, 403):
         return BctrlAuthError
     if status == 404:

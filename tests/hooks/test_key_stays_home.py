@@ -1,0 +1,116 @@
+"""The API key goes to the API's own origin and nowhere else, redirects included."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from airflow_provider_bctrl.exceptions import BctrlUnexpectedResponseError
+from airflow_provider_bctrl.hooks.bctrl import BctrlHook
+
+KEY = "bctrl_home_only_Zq81"
+
+
+class _Recorder(ThreadingHTTPServer):
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.seen: list[dict[str, str | None]] = []
+        self.redirect_to: str | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Recorder
+
+    def do_GET(self) -> None:
+        self.server.seen.append({"path": self.path, "authorization": self.headers.get("Authorization")})
+        if self.server.redirect_to:
+            self.send_response(302)
+            self.send_header("Location", self.server.redirect_to + self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        body = json.dumps({"organizationId": "org_1", "defaultSpaceId": "space_1"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:
+        self.server.seen.append({"path": self.path, "authorization": self.headers.get("Authorization")})
+        self.send_response(307)
+        self.send_header("Location", (self.server.redirect_to or "") + self.path)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:  # silence the test output
+        pass
+
+
+def _serve() -> _Recorder:
+    server = _Recorder()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    return server
+
+
+@pytest.fixture
+def servers() -> Iterator[tuple[_Recorder, _Recorder]]:
+    api, elsewhere = _serve(), _serve()
+    yield api, elsewhere
+    for server in (api, elsewhere):
+        server.shutdown()
+        server.server_close()
+
+
+def test_redirect_to_another_origin_drops_the_key(
+    servers: tuple[_Recorder, _Recorder], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api, elsewhere = servers
+    api.redirect_to = elsewhere.url  # same host, other port: another origin
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_BCTRL_REDIRECT", json.dumps({"conn_type": "bctrl", "host": api.url, "password": KEY})
+    )
+    who = BctrlHook("bctrl_redirect", max_retries=0).whoami()
+    assert who.organization_id == "org_1"
+    assert api.seen[0]["authorization"] == f"Bearer {KEY}"
+    assert elsewhere.seen == [{"path": "/v1/auth/whoami", "authorization": None}]
+
+
+def test_key_is_not_attached_to_other_origins_even_on_the_hooks_session(
+    servers: tuple[_Recorder, _Recorder], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api, elsewhere = servers
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_BCTRL_SESSION", json.dumps({"conn_type": "bctrl", "host": api.url, "password": KEY})
+    )
+    session = BctrlHook("bctrl_session").get_conn()
+    session.get(f"{elsewhere.url}/v1/files/abc/content", timeout=5).close()  # e.g. a foreign downloadUrl
+    session.get(f"{api.url}/v1/auth/whoami", timeout=5).close()
+    assert elsewhere.seen[-1]["authorization"] is None
+    assert api.seen[-1]["authorization"] == f"Bearer {KEY}"
+
+
+def test_posts_do_not_follow_redirects(
+    servers: tuple[_Recorder, _Recorder], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api, elsewhere = servers
+    api.redirect_to = elsewhere.url
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_BCTRL_POST", json.dumps({"conn_type": "bctrl", "host": api.url, "password": KEY})
+    )
+    hook = BctrlHook("bctrl_post", max_retries=0)
+    # A redirected POST would need its body sent again: it is reported, never followed.
+    with pytest.raises(BctrlUnexpectedResponseError) as info:
+        hook.collect_file("rt_1", "a.txt", space_id="space_1")
+    assert info.value.status == 307
+    assert "not a BCTRL error object" in str(info.value)
+    assert KEY not in str(info.value)
+    assert elsewhere.seen == []
