@@ -100,9 +100,10 @@ def check_runtime_path(value: Any, argument: str = "runtime_path") -> str:
     """A destination inside the runtime workspace: relative, without ``..`` segments."""
     _check_path_text(value, argument)
     if value.startswith("/") or value.startswith("\\"):
+        relative = value.removeprefix("/workspace/").lstrip("/\\") or "inputs/data.csv"
         raise BctrlInputError(
             f"{argument} {_describe(value)} is absolute; it must be relative to the runtime workspace, "
-            f"e.g. {value.lstrip('/')!r}."
+            f"e.g. {relative!r}."
         )
     if ".." in PurePosixPath(value).parts or ".." in value.split("\\"):
         raise BctrlInputError(f"{argument} {_describe(value)} may not contain '..' segments.")
