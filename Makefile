@@ -20,6 +20,8 @@ CHROMIUM := /usr/bin/chromium
 # Type-checked paths: the package, the example DAGs and the scripts, whichever exist yet.
 MYPY_PATHS ?= $(wildcard airflow_provider_bctrl example_dags scripts)
 PYTEST_ARGS ?=
+# pip's "find-links location is ignored" chatter from a machine-wide config: hidden; errors still show.
+PIP_FILTER := { grep -v -e 'is ignored: it is neither a file nor a directory' || true; }
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_NO_INPUT := 1
@@ -41,9 +43,12 @@ $(STAMP): pyproject.toml
 	  rm -rf "$(VENV)"; \
 	  "$(PYTHON)" -m venv "$(VENV)"; \
 	fi
-	@echo "==> Installing airflow-provider-bctrl[test,docs] into $(VENV) (first time: about a minute)"
-	@"$(PY)" -m pip install --quiet --progress-bar off --upgrade pip
-	@"$(PY)" -m pip install --quiet --progress-bar off -e ".[test,docs]"
+	@echo "==> Installing airflow-provider-bctrl[test,docs] into $(VENV) (first time: a few minutes)"
+	@start=$$SECONDS; \
+	"$(PY)" -m pip install --quiet --progress-bar off --upgrade pip 2>&1 | $(PIP_FILTER); \
+	PYTHONWARNINGS="ignore:Editable installation" \
+	  "$(PY)" -m pip install --quiet --progress-bar off -e ".[test,docs]" 2>&1 | $(PIP_FILTER); \
+	echo "==> $(VENV) ready ($$((SECONDS - start)) s)"
 	@touch "$@"
 
 venv: $(STAMP) ## Create or update .venv (done automatically by the other targets)
