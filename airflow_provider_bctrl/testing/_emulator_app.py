@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote, unquote
+from urllib.parse import quote, unquote
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
@@ -810,9 +810,3 @@ def create_app(
     directory = data_dir or os.environ.get(DATA_DIR_ENV) or tempfile.mkdtemp(prefix="bctrl-emulator-")
     store = EmulatorStore(directory, space_id)
     return EmulatorApp(store, key, connections=connections)
-
-
-def query_value(query: str, name: str) -> str | None:
-    """First value of ``name`` in a raw query string (helper for tests and tools)."""
-    values = parse_qs(query).get(name)
-    return values[0] if values else None

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_provider_bctrl.testing import _emulator_paths as paths
-from airflow_provider_bctrl.testing._emulator_errors import ApiError, conflict, invalid, not_found
+from airflow_provider_bctrl.testing._emulator_errors import conflict, invalid, not_found
 
 log = logging.getLogger(__name__)
 
@@ -682,13 +682,8 @@ class EmulatorStore:
         scratch.mkdir(exist_ok=True)
         return scratch
 
-    def check_upload_runtime(self, runtime_id: str) -> None:
-        """Raise 404 before an upload's body is stored when the runtime does not exist."""
-        self.get_runtime(runtime_id)
-
 
 __all__ = [
-    "ApiError",
     "ArtifactRecord",
     "EmulatorStore",
     "FileRecord",

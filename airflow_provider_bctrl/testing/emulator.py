@@ -349,7 +349,7 @@ class BctrlEmulator:
         if self._log_dir is not None:
             shutil.rmtree(self._log_dir, ignore_errors=True)
             self._log_dir = None
-        if self._own_data_dir and self._started:
+        if self._own_data_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
         self._started = False
 
