@@ -10,12 +10,14 @@ from __future__ import annotations
 import ipaddress
 import json
 import mimetypes
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from os import PathLike
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
@@ -28,11 +30,11 @@ from airflow_provider_bctrl import CONN_TYPE, DEFAULT_BASE_URL, DEFAULT_CONN_ID,
 from airflow_provider_bctrl._multipart import StreamingMultipartBody
 from airflow_provider_bctrl._progress import TransferProgress
 from airflow_provider_bctrl._retry import backoff_delay, parse_retry_after, status_is_retryable
+from airflow_provider_bctrl._storage import Destination, is_uri, resolve_destination, resolve_source
 from airflow_provider_bctrl._validation import (
     check_artifact,
     check_id,
     check_json_object,
-    check_local_file,
     check_name,
     check_runtime_path,
     check_runtime_source_path,
@@ -54,6 +56,9 @@ from airflow_provider_bctrl.exceptions import (
     BctrlUnexpectedResponseError,
 )
 from airflow_provider_bctrl.models import CollectedFile, RuntimeStagedFile, StoredFile, WhoAmI
+
+if TYPE_CHECKING:
+    from airflow.sdk import ObjectStoragePath
 
 __all__ = ["BctrlConnectionSettings", "BctrlHook"]
 
@@ -380,6 +385,7 @@ class BctrlHook(BaseHook):
         json_body: Mapping[str, Any] | None = None,
         body_factory: Callable[[], StreamingMultipartBody] | None = None,
         params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
         stream: bool = False,
         max_retries: int | None = None,
     ) -> requests.Response:
@@ -397,7 +403,9 @@ class BctrlHook(BaseHook):
         while True:
             attempt += 1
             body = body_factory() if body_factory is not None else None
-            headers = {"Content-Type": body.content_type} if body is not None else None
+            request_headers = dict(headers or {})
+            if body is not None:
+                request_headers["Content-Type"] = body.content_type
             try:
                 response = session.request(
                     method,
@@ -405,7 +413,7 @@ class BctrlHook(BaseHook):
                     params=params,
                     json=json_body,
                     data=body,
-                    headers=headers,
+                    headers=request_headers,
                     timeout=settings.timeout,
                     stream=stream,
                     allow_redirects=idempotent,
@@ -573,29 +581,33 @@ class BctrlHook(BaseHook):
     def upload_file(
         self,
         runtime_id: str,
-        source: str | PathLike[str],
+        source: str | PathLike[str] | ObjectStoragePath,
         *,
         name: str | None = None,
         runtime_path: str | None = None,
         destination_path: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        source_conn_id: str | None = None,
     ) -> RuntimeStagedFile:
-        """Upload a local file into a live runtime's workspace (it is also kept as a durable space file).
+        """Upload a file into a live runtime's workspace (it is also kept as a durable space file).
 
-        The file is streamed from disk, never read whole into memory, with an exact ``Content-Length``.
+        The file is streamed, never read whole into memory, with an exact ``Content-Length``. Each
+        retry (only on 429/503 or a refused connection) reopens it and starts again.
 
         :param runtime_id: the runtime to receive the file.
-        :param source: path of the local file.
-        :param name: display name and the file's name in the runtime; default: the local file name.
+        :param source: the file: a local path, an :class:`~airflow.sdk.ObjectStoragePath`, or a URI
+            such as ``s3://bucket/key`` read through Airflow's object storage (no temporary copy).
+        :param name: display name and the file's name in the runtime; default: the source's file name.
         :param runtime_path: destination relative to the runtime workspace, e.g. ``"inputs/data.csv"``
             (a trailing ``/`` means a directory); default: chosen by BCTRL.
         :param destination_path: durable storage path for the stored copy; default: a managed path.
         :param metadata: caller-owned JSON object stored with the file.
+        :param source_conn_id: Airflow connection for an object storage ``source`` URI.
         :return: the staged file; its ``id`` is the durable file id.
         """
         runtime_id = check_id(runtime_id, "runtime_id")
-        path = check_local_file(source)
-        filename = check_name(name) if name is not None else check_name(path.name, "the source file name")
+        origin = resolve_source(source, conn_id=source_conn_id)
+        filename = check_name(name) if name is not None else check_name(origin.name, "the source file name")
         fields: list[tuple[str, str]] = []
         if name is not None:
             fields.append(("name", name))
@@ -613,17 +625,31 @@ class BctrlHook(BaseHook):
 
         def build_body() -> StreamingMultipartBody:
             nonlocal progress
-            body = StreamingMultipartBody(
-                fields=fields, file_field="file", path=path, filename=filename, content_type=content_type
-            )
+            if origin.local_path is not None:  # sized at open time: a file that changed is caught
+                body = StreamingMultipartBody(
+                    fields=fields,
+                    file_field="file",
+                    path=origin.local_path,
+                    filename=filename,
+                    content_type=content_type,
+                )
+            else:
+                body = StreamingMultipartBody(
+                    fields=fields,
+                    file_field="file",
+                    stream=origin.open(),
+                    size=origin.size,
+                    filename=filename,
+                    content_type=content_type,
+                )
             progress = TransferProgress(self.log, f"Upload of {filename}", body.file_size)
             body.on_progress = progress.update  # a fresh counter per attempt
             return body
 
         self.log.info(
             "Uploading %s (%d bytes) into runtime %s at %s",
-            path,
-            path.stat().st_size,
+            origin.uri,
+            origin.size,
             runtime_id,
             settings.base_url,
         )
@@ -708,6 +734,73 @@ class BctrlHook(BaseHook):
         response = self._request("GET", f"/v1/files/{_q(file_id)}", operation="get file")
         return self._parse(response, "get file", StoredFile.from_api)
 
+    def download_file(
+        self,
+        file_id: str,
+        destination: str | PathLike[str] | ObjectStoragePath,
+        *,
+        destination_conn_id: str | None = None,
+    ) -> str:
+        """Stream a durable file's bytes to a local path or object storage; return the destination URI.
+
+        The bytes go to a temporary sibling first and are moved into place only when all of them
+        arrived (the count is checked against ``Content-Length``), so a failed download never leaves
+        a half file behind and never clobbers an existing one. A download that breaks off mid-way is
+        retried from the start (it is a read), up to ``max_retries`` times.
+
+        :param file_id: the durable file's id.
+        :param destination: a local file path, an existing local directory (the stored file's name
+            is used), an :class:`~airflow.sdk.ObjectStoragePath`, or a URI such as ``s3://bucket/key``.
+        :param destination_conn_id: Airflow connection for an object storage ``destination`` URI.
+        :return: the URI written, e.g. ``file:///data/report.pdf`` or ``s3://bucket/report.pdf``.
+        """
+        file_id = check_id(file_id, "file_id")
+        needs_name = _names_a_directory(destination)
+        file_name = self.get_file(file_id).name if needs_name else None
+        target = resolve_destination(destination, file_name, conn_id=destination_conn_id)
+        retries = self.settings.max_retries
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return self._download_once(file_id, target)
+            except BctrlTransportError as exc:
+                if attempt > retries:
+                    raise
+                self._wait_before_retry("download", attempt, retries, str(exc), None)
+
+    def _download_once(self, file_id: str, target: Destination) -> str:
+        response = self._request(
+            "GET",
+            f"/v1/files/{_q(file_id)}/content",
+            operation="download",
+            stream=True,
+            headers={"Accept": "*/*"},
+        )
+        expected = _int_header(response, "Content-Length")
+        progress = TransferProgress(self.log, f"Download of {file_id}", expected or 0)
+        received = 0
+        try:
+            with target.atomic_writer() as out:
+                for chunk in response.iter_content(chunk_size=1024 * 1024):
+                    out.write(chunk)
+                    received += len(chunk)
+                    if expected:
+                        progress.update(received)
+                if expected is not None and received != expected:
+                    raise BctrlTransportError(
+                        f"The download of {file_id} ended after {received} of {expected} bytes; "
+                        "nothing was written."
+                    )
+        except requests.RequestException as exc:
+            raise self._transport_error(exc, "download", uncertain=False) from exc
+        finally:
+            response.close()
+        progress.done = received
+        progress.finish()
+        self.log.info("Downloaded file %s to %s", file_id, target.uri)
+        return target.uri
+
     def test_connection(self) -> tuple[bool, str]:
         """Check the connection with one read-only whoami call, bounded by the timeout and never retried.
 
@@ -733,7 +826,11 @@ class BctrlHook(BaseHook):
             cause = exc.__cause__
             if isinstance(cause, requests.exceptions.Timeout):
                 return False, f"Timed out: {exc}"
-            return False, f"Host unreachable: {exc}"
+            if cause is None or _never_sent(cause):
+                return False, f"Host unreachable: {exc}"
+            # The TCP connection was made, so "unreachable" would send the user to the wrong place:
+            # something answered that is not an HTTP(S) API, or the connection broke mid-answer.
+            return False, f"Host reached, but it gave no valid HTTP answer: {exc}"
         except BctrlUnexpectedResponseError as exc:
             return False, f"Not a BCTRL API: {exc}"
         except BctrlApiError as exc:
@@ -745,15 +842,36 @@ class BctrlHook(BaseHook):
                 f"Not a BCTRL API: {settings.base_url} answered whoami without an organisation or default "
                 "space. Check the API base URL."
             )
-        return True, (
+        message = (
             f"Connected to BCTRL at {settings.base_url}: organisation {who.organization_id or '?'}, "
             f"default space {who.default_space_id or '(none)'}"
             + (f", subaccount {who.subaccount_id}" if who.subaccount_id else "")
             + "."
         )
+        # `airflow connections test` prints only "Connection success!"; with -v it shows this log line.
+        self.log.info("%s", message)
+        return True, message
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _int_header(response: requests.Response, name: str) -> int | None:
+    value = response.headers.get(name)
+    return int(value) if value is not None and value.isdigit() else None
+
+
+def _names_a_directory(destination: Any) -> bool:
+    """Whether a download destination needs the stored file's name appended (without object storage I/O)."""
+    text = str(destination)
+    if text.endswith("/"):
+        return True
+    if is_uri(destination) or type(destination).__name__ == "ObjectStoragePath":
+        try:
+            return bool(destination.is_dir()) if not isinstance(destination, str) else False
+        except Exception:
+            return False
+    return isinstance(destination, (str, PathLike)) and Path(os.fspath(destination)).is_dir()
 
 
 def _q(value: str) -> str:

@@ -1,0 +1,177 @@
+"""Where uploads read from and downloads write to: local paths or Airflow object storage.
+
+A source or destination is a local path (``str`` / ``os.PathLike``), an
+:class:`airflow.sdk.ObjectStoragePath`, or a URI string with a scheme (``s3://bucket/key``,
+``file:///data/x.csv``, ``memory://...``) resolved through Airflow's object storage with an optional
+connection id. Object storage is imported only when such a value is used, so local-file users pay
+nothing for it.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from airflow_provider_bctrl._validation import check_local_file
+from airflow_provider_bctrl.exceptions import BctrlInputError
+
+if TYPE_CHECKING:
+    from airflow.sdk import ObjectStoragePath
+
+__all__ = ["Destination", "Source", "is_uri", "resolve_destination", "resolve_source"]
+
+
+def is_uri(value: object) -> bool:
+    """Whether ``value`` is a string with a URI scheme such as ``s3://`` (not a Windows drive)."""
+    if not isinstance(value, str) or "://" not in value:
+        return False
+    scheme = value.split("://", 1)[0]
+    return len(scheme) > 1 and scheme.replace("+", "").replace("-", "").replace(".", "").isalnum()
+
+
+def _is_object_path(value: object) -> bool:
+    # Checked by name first so that a plain local path never imports the object storage layer.
+    return type(value).__name__ == "ObjectStoragePath" or any(
+        cls.__name__ == "ObjectStoragePath" for cls in type(value).__mro__
+    )
+
+
+def _object_path(value: Any, conn_id: str | None, argument: str) -> ObjectStoragePath:
+    from airflow.sdk import ObjectStoragePath
+
+    if isinstance(value, ObjectStoragePath):
+        return value
+    try:
+        return ObjectStoragePath(value, conn_id=conn_id)
+    except (ValueError, TypeError) as exc:
+        raise BctrlInputError(f"{argument} {value!r} is not a usable object storage URI: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Source:
+    """A file to upload: its display name, size, and a way to open it for each attempt."""
+
+    name: str
+    size: int
+    uri: str
+    local_path: Path | None = None
+    object_path: ObjectStoragePath | None = None
+
+    def open(self) -> BinaryIO:
+        """Open the source for reading (a fresh handle per upload attempt)."""
+        if self.local_path is not None:
+            return self.local_path.open("rb")
+        assert self.object_path is not None
+        return self.object_path.open("rb")
+
+
+def resolve_source(source: Any, *, conn_id: str | None = None, argument: str = "source") -> Source:
+    """Check that ``source`` is an existing regular file, locally or in object storage."""
+    if isinstance(source, str) and source.startswith("file://") and conn_id is None:
+        source = source[len("file://") :]
+    if is_uri(source) or _is_object_path(source):
+        path = _object_path(source, conn_id, argument)
+        try:
+            if not path.exists():
+                raise BctrlInputError(f"{argument} {str(path)!r} does not exist.")
+            if not path.is_file():
+                raise BctrlInputError(f"{argument} {str(path)!r} is not a file; upload one file at a time.")
+            size = int(path.stat().st_size)
+        except BctrlInputError:
+            raise
+        except Exception as exc:  # object stores raise their own types (permissions, missing buckets)
+            raise BctrlInputError(f"{argument} {str(path)!r} cannot be read: {exc}") from None
+        return Source(name=path.name, size=size, uri=str(path), object_path=path)
+    local = check_local_file(source, argument)
+    return Source(name=local.name, size=local.stat().st_size, uri=local.resolve().as_uri(), local_path=local)
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where a download goes. :meth:`atomic_writer` yields a stream whose bytes appear only on success."""
+
+    uri: str
+    local_path: Path | None = None
+    object_path: ObjectStoragePath | None = None
+
+    @contextmanager
+    def atomic_writer(self) -> Iterator[BinaryIO]:
+        """Write to a temporary sibling, then move it into place; on any error remove it.
+
+        Readers never see a half-written file at the destination, and a failed download leaves
+        whatever was there before untouched.
+        """
+        token = uuid.uuid4().hex[:12]
+        if self.local_path is not None:
+            final = self.local_path
+            temp = final.with_name(f".{final.name}.{token}.part")
+            try:
+                with temp.open("wb") as out:
+                    yield out
+                    out.flush()
+                    os.fsync(out.fileno())
+                os.replace(temp, final)
+            except BaseException:
+                temp.unlink(missing_ok=True)
+                raise
+            return
+        assert self.object_path is not None
+        target = self.object_path
+        temp_object = target.parent / f".{target.name}.{token}.part"
+        try:
+            with temp_object.open("wb") as out:
+                yield out
+            temp_object.rename(target)
+        except BaseException:
+            try:
+                if temp_object.exists():
+                    temp_object.unlink()
+            except Exception:  # noqa: S110 - best effort: the original error matters more
+                pass
+            raise
+
+
+def resolve_destination(
+    destination: Any, file_name: str | None, *, conn_id: str | None = None, argument: str = "destination"
+) -> Destination:
+    """Resolve where to write; an existing directory (or a value ending in '/') gets ``file_name`` appended."""
+    if isinstance(destination, str) and destination.startswith("file://") and conn_id is None:
+        destination = destination[len("file://") :]
+    if is_uri(destination) or _is_object_path(destination):
+        text = str(destination)
+        path = _object_path(destination, conn_id, argument)
+        if text.endswith("/") or (path.exists() and path.is_dir()):
+            path = path / _required_name(file_name, argument)
+        return Destination(uri=str(path), object_path=path)
+    if not isinstance(destination, (str, os.PathLike)) or not os.fspath(destination):
+        raise BctrlInputError(
+            f"{argument} must be a local path, an ObjectStoragePath or a URI such as s3://bucket/key, "
+            f"got {destination!r}."
+        )
+    text = os.fsdecode(os.fspath(destination))
+    if "\x00" in text:
+        raise BctrlInputError(f"{argument} contains a NUL character.")
+    local = Path(text).expanduser()
+    if text.endswith(("/", os.sep)) or local.is_dir():
+        local = local / _required_name(file_name, argument)
+    parent = local.parent
+    if not parent.is_dir():
+        raise BctrlInputError(f"{argument} {str(local)!r}: the directory {str(parent)!r} does not exist.")
+    if local.exists() and not stat.S_ISREG(local.stat().st_mode):
+        raise BctrlInputError(f"{argument} {str(local)!r} exists and is not a regular file.")
+    absolute = local.resolve()
+    return Destination(uri=absolute.as_uri(), local_path=absolute)
+
+
+def _required_name(file_name: str | None, argument: str) -> str:
+    if not file_name or "/" in file_name or file_name in (".", ".."):
+        raise BctrlInputError(
+            f"{argument} is a directory and the stored file has no usable name; name the file."
+        )
+    return file_name
