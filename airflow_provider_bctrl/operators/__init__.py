@@ -1,0 +1,11 @@
+"""BCTRL operators.
+
+The re-exports are cheap: importing them loads neither ``requests`` nor the hook, so DAG files can
+``from airflow_provider_bctrl.operators import BctrlUploadFileOperator`` without slowing parsing.
+"""
+
+from __future__ import annotations
+
+from airflow_provider_bctrl.operators.runtime_files import BctrlCollectFileOperator, BctrlUploadFileOperator
+
+__all__ = ["BctrlCollectFileOperator", "BctrlUploadFileOperator"]

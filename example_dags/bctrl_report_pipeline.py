@@ -1,0 +1,136 @@
+# XComArgs (task outputs) stand in for values that Airflow resolves at run time; mypy cannot see that,
+# so passing them where a str or dict is annotated is allowed in this file.
+# mypy: disable-error-code="arg-type, index"
+"""Daily report through a BCTRL browser runtime: generate, upload, let the browser work, collect.
+
+1. ``generate_report`` writes today's CSV report on the worker.
+2. ``upload_report`` puts it into the runtime's workspace (``inputs/report-<ds>.csv``); the upload is also
+   kept as a durable space file whose id is pushed as the ``file_id`` XCom.
+3. ``run_browser_agent`` is a **placeholder for your own step**: in real life it asks the BCTRL runtime
+   (an agent or your Playwright script) to read the report and write its result to ``output_path``.
+   Here it only logs what it would ask for, so the result file has to be in the runtime already.
+4. ``collect_results`` copies ``output_path`` out of the runtime into durable storage and records it as
+   a run artifact; the ids are pushed as ``file_id`` and ``artifact_id``.
+5. ``hand_off`` receives those ids the two ways Airflow offers: an ``XComArg`` and a Jinja template.
+
+Configuration, all changeable without editing this file:
+
+- the BCTRL connection: param ``bctrl_conn_id`` (default ``bctrl_default``);
+- the runtime: param ``runtime_id``, or when that is empty the Airflow Variable ``bctrl_runtime_id``;
+- the file to collect: param ``output_path`` (default ``/tmp/runtime/output/results.json``).
+
+Try it: ``airflow dags test bctrl_report_pipeline -c '{"runtime_id": "<your runtime id>"}'``.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import DAG, Param, get_current_context, task
+
+from airflow_provider_bctrl.operators.runtime_files import BctrlCollectFileOperator, BctrlUploadFileOperator
+
+#: The runtime comes from the run's params, falling back to an Airflow Variable. Rendered at run time
+#: only, so parsing this file never reads a Variable.
+RUNTIME_ID = "{{ params.runtime_id or var.value.get('bctrl_runtime_id', '') }}"
+CONN_ID = "{{ params.bctrl_conn_id }}"
+
+with DAG(
+    dag_id="bctrl_report_pipeline",
+    description="Generate a report, hand it to a BCTRL browser runtime and collect the result.",
+    schedule="@daily",
+    start_date=datetime(2025, 1, 1),
+    catchup=False,
+    tags=["bctrl", "example"],
+    doc_md=__doc__,
+    params={
+        "bctrl_conn_id": Param(
+            "bctrl_default", type="string", description="Airflow connection of type bctrl."
+        ),
+        "runtime_id": Param(
+            "",
+            type="string",
+            description="BCTRL runtime to work in. Empty: the Airflow Variable bctrl_runtime_id.",
+        ),
+        "output_path": Param(
+            "/tmp/runtime/output/results.json",  # noqa: S108 - a path inside the runtime, not on the worker
+            type="string",
+            description="File the browser writes inside the runtime; collected after it worked.",
+        ),
+    },
+) as dag:
+
+    @task
+    def generate_report() -> str:
+        """Write the day's report as CSV on the worker and return its path."""
+        context = get_current_context()
+        run_dir = re.sub(r"[^A-Za-z0-9_.-]", "_", context["run_id"])
+        out_dir = Path(tempfile.gettempdir()) / "bctrl-example-reports" / context["dag"].dag_id / run_dir
+        out_dir.mkdir(parents=True, exist_ok=True)
+        report = out_dir / "report.csv"
+        with report.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["date", "site", "url"])
+            for site in ("alpha", "beta", "gamma"):
+                writer.writerow([context["ds"], site, f"https://{site}.example.com/"])
+        return str(report)
+
+    upload = BctrlUploadFileOperator(
+        task_id="upload_report",
+        bctrl_conn_id=CONN_ID,
+        runtime_id=RUNTIME_ID,
+        source=generate_report(),
+        name="report-{{ ds }}.csv",
+        runtime_path="inputs/",
+        metadata={"report_date": "{{ ds }}", "dag_run": "{{ run_id }}"},
+    )
+
+    @task
+    def run_browser_agent(staged: dict[str, Any]) -> None:
+        """PLACEHOLDER: replace with the step that makes the browser work.
+
+        ``staged`` is the upload's return value, the API's RuntimeStagedFile JSON. A real step would
+        tell the runtime's agent to open ``staged["runtimePath"]`` and write its findings to the
+        ``output_path`` param, then wait until it is done.
+        """
+        params = get_current_context()["params"]
+        print(
+            f"The browser would now read {staged['runtimePath']} (file {staged['id']}) "
+            f"and write {params['output_path']} inside runtime {staged['runtimeId']}."
+        )
+
+    collect = BctrlCollectFileOperator(
+        task_id="collect_results",
+        bctrl_conn_id=CONN_ID,
+        runtime_id=RUNTIME_ID,
+        path="{{ params.output_path }}",
+        name="results-{{ ds }}.json",
+        artifact={
+            "kind": "report",
+            "name": "results-{{ ds }}",
+            "metadata": {
+                "report_date": "{{ ds }}",
+                "report_file_id": "{{ ti.xcom_pull(task_ids='upload_report', key='file_id') }}",
+            },
+        },
+    )
+    run_browser_agent(upload.output) >> collect
+
+    @task
+    def hand_off(file_id: str, artifact_id: str, staged_name: str) -> dict[str, str]:
+        """Downstream work with the ids; here it just returns them for the next system to pick up."""
+        print(f"Collected file {file_id} (artifact {artifact_id}) from the run that used {staged_name}.")
+        return {"file_id": file_id, "artifact_id": artifact_id, "staged_name": staged_name}
+
+    hand_off(
+        # XComArg style: output["<key>"] pulls the XCom pushed under that key.
+        file_id=collect.output["file_id"],
+        # Jinja style: rendered just before the task runs.
+        artifact_id="{{ ti.xcom_pull(task_ids='collect_results', key='artifact_id') }}",
+        staged_name="{{ ti.xcom_pull(task_ids='upload_report')['name'] }}",
+    )

@@ -1,0 +1,112 @@
+"""Run real DAGs with ``dag.test()`` against the emulator and read back what they pushed to XCom.
+
+The Airflow environment (home, SQLite file, dags folder = ``example_dags/``) is set in
+``tests/conftest.py`` before airflow is imported; here the metadata DB is created once per session.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dagrun_helpers import DagRunResult
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE_DAGS = REPO_ROOT / "example_dags"
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    """A fresh, migrated metadata DB for this session (SQLite under the throwaway AIRFLOW_HOME)."""
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.utils import db
+
+    db.resetdb()
+    DagBundlesManager().sync_bundles_to_db()
+
+
+def _register(dag: Any) -> None:
+    """Serialise a DAG defined in a test module, which ``dag.test()`` would not find in the dags folder."""
+    from airflow.dag_processing.collection import update_dag_parsing_results_in_db
+    from airflow.serialization.serialized_objects import LazyDeserializedDAG
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        update_dag_parsing_results_in_db(
+            "dags-folder",
+            None,
+            [LazyDeserializedDAG.from_dag(dag)],
+            {},
+            None,
+            set(),
+            session=session,
+            files_parsed=set(),
+        )
+
+
+def _collect(dag_id: str, run_id: str) -> DagRunResult:
+    from airflow.models.dagrun import DagRun
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        dagrun = session.scalars(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)).one()
+        tis = session.scalars(
+            select(TaskInstance).where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id)
+        ).all()
+        rows = session.scalars(
+            select(XComModel).where(XComModel.dag_id == dag_id, XComModel.run_id == run_id)
+        ).all()
+        return DagRunResult(
+            run_id=run_id,
+            state=str(dagrun.state),
+            task_states={(ti.task_id, ti.map_index): str(ti.state) for ti in tis},
+            # XComModel.value is stored serialised; deserialize_value gives back what the task pushed.
+            xcoms={(x.task_id, x.map_index, x.key): XComModel.deserialize_value(x) for x in rows},
+        )
+
+
+_run_counter = itertools.count(1)
+
+
+@pytest.fixture
+def run_dag(airflow_db: None, bctrl_conn_env: str) -> Callable[..., DagRunResult]:
+    """Run a DAG once with ``dag.test()`` and return a :class:`DagRunResult`.
+
+    DAGs from ``example_dags/`` are found by Airflow itself; DAGs built in a test are registered first.
+    Each call gets its own logical date (2030-01-01 plus one day per call) unless one is given, so
+    runs never replace each other.
+    """
+    import pendulum
+
+    def run(dag: Any, *, conf: dict[str, Any] | None = None, logical_date: Any = None) -> DagRunResult:
+        if not Path(dag.fileloc).resolve().is_relative_to(EXAMPLE_DAGS):
+            _register(dag)
+        if logical_date is None:
+            logical_date = pendulum.datetime(2030, 1, 1, tz="UTC").add(days=next(_run_counter))
+        dagrun = dag.test(logical_date=logical_date, run_conf=conf)
+        return _collect(dag.dag_id, dagrun.run_id)
+
+    return run
+
+
+@pytest.fixture
+def load_example(airflow_db: None) -> Callable[[str], Any]:
+    """Parse ``example_dags/<dag_id>.py`` afresh and return that DAG.
+
+    A fresh parse per test matters: ``dag.test()`` runs tasks in this process, and a run's params
+    can otherwise linger on a DAG object shared between tests.
+    """
+    from airflow.dag_processing.dagbag import DagBag
+
+    def load(dag_id: str) -> Any:
+        bag = DagBag(dag_folder=str(EXAMPLE_DAGS / f"{dag_id}.py"))
+        assert not bag.import_errors, bag.import_errors
+        return bag.dags[dag_id]
+
+    return load
