@@ -1,0 +1,273 @@
+"""Helpers shared by the benchmark scripts: test files, child processes with their peak RSS, medians."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+MIB = 1024 * 1024
+GIB = 1024 * MIB
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+PYTHON = sys.executable
+#: Default sizes of the upload and ingest benchmarks (the issue's 10 MiB, 256 MiB and 1 GiB).
+DEFAULT_SIZES = (10 * MIB, 256 * MIB, GIB)
+QUICK_SIZES = (MIB, 16 * MIB)
+
+
+def parse_size(text: str) -> int:
+    """``"10M"``, ``"256MiB"``, ``"1G"`` or a plain byte count → bytes."""
+    match = re.fullmatch(r"\s*(\d+)\s*([kKmMgG]?)(i?[bB])?\s*", text)
+    if not match:
+        raise ValueError(f"not a size: {text!r} (use e.g. 10M, 256M, 1G)")
+    unit = {"": 1, "k": 1024, "m": MIB, "g": GIB}[match.group(2).lower()]
+    return int(match.group(1)) * unit
+
+
+def size_label(size: int) -> str:
+    """``1073741824`` → ``"1 GiB"``, ``10485760`` → ``"10 MiB"``."""
+    if size >= GIB and size % GIB == 0:
+        return f"{size // GIB} GiB"
+    if size >= MIB and size % MIB == 0:
+        return f"{size // MIB} MiB"
+    return f"{size} B"
+
+
+@dataclass
+class TestFile:
+    """A benchmark input file on disk and its sha256."""
+
+    path: Path
+    size: int
+    sha256: str
+
+
+def make_file(directory: Path, size: int) -> TestFile:
+    """Write ``size`` bytes of incompressible data (every MiB differs) and return it with its digest."""
+    path = directory / f"bench-{size}.bin"
+    block = bytearray(os.urandom(MIB))
+    digest = hashlib.sha256()
+    with path.open("wb") as out:
+        written = 0
+        index = 0
+        while written < size:
+            block[:8] = index.to_bytes(8, "little")
+            piece = memoryview(block)[: min(MIB, size - written)]
+            out.write(piece)
+            digest.update(piece)
+            written += len(piece)
+            index += 1
+    return TestFile(path, size, digest.hexdigest())
+
+
+def warm(path: Path) -> None:
+    """Read the file once so every client then reads it from the page cache, not from the disk."""
+    buffer = bytearray(4 * MIB)
+    with path.open("rb", buffering=0) as source:
+        while source.readinto(buffer):
+            pass
+
+
+@contextmanager
+def temp_dir(prefix: str) -> Iterator[Path]:
+    """A temporary directory, removed afterwards."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@dataclass
+class ChildResult:
+    """What a finished child process printed, and its own peak RSS and CPU time."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    peak_rss_mib: float
+    cpu_seconds: float
+    wall_seconds: float
+
+
+def _gnu_time() -> str | None:
+    """GNU time's path when it is installed (Debian: ``apt-get install time``)."""
+    path = shutil.which("time")
+    if not path:
+        return None
+    probe = subprocess.run([path, "-f", "%M", "true"], capture_output=True, text=True, check=False)
+    return path if probe.returncode == 0 and probe.stderr.strip().isdigit() else None
+
+
+GNU_TIME = _gnu_time()
+
+
+def run_child(
+    command: Sequence[str], *, env: dict[str, str] | None = None, timeout: float = 900
+) -> ChildResult:
+    """Run one process to completion and collect its own peak RSS (``ru_maxrss``) and CPU time.
+
+    Linux carries the ``ru_maxrss`` of the process that called ``exec`` over to the new program,
+    and a child forked from this Python process starts out as big as this process. So the child is
+    started through GNU time, a small C program that forks it and reports that child's rusage; the
+    figure is then the client's own (curl: about 11 MiB, where a fork from Python would show ~27).
+    Without GNU time the kernel's figure from ``wait4`` is used: an upper bound, said in the output.
+    """
+    with tempfile.TemporaryDirectory(prefix="bctrl-bench-child-") as scratch:
+        usage_file = Path(scratch) / "usage"
+        full = [GNU_TIME, "-f", "%M %U %S", "-o", str(usage_file), *command] if GNU_TIME else list(command)
+        with open(Path(scratch) / "out", "w+b") as out, open(Path(scratch) / "err", "w+b") as err:
+            started = time.perf_counter()
+            process = subprocess.Popen(full, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env)
+            deadline = started + timeout
+            while True:
+                pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+                if pid:
+                    break
+                if time.perf_counter() > deadline:
+                    process.kill()
+                    pid, status, usage = os.wait4(process.pid, 0)
+                    break
+                time.sleep(0.002)
+            wall = time.perf_counter() - started
+            process.returncode = os.waitstatus_to_exitcode(status)
+            out.seek(0)
+            err.seek(0)
+            stdout = out.read().decode("utf-8", "replace")
+            stderr = err.read().decode("utf-8", "replace")
+        peak_kib, cpu = usage.ru_maxrss, usage.ru_utime + usage.ru_stime
+        if GNU_TIME and usage_file.exists():
+            # "Command exited with non-zero status N" may precede the figures.
+            fields = usage_file.read_text().split()[-3:]
+            peak_kib, cpu = int(fields[0]), float(fields[1]) + float(fields[2])
+        return ChildResult(process.returncode, stdout, stderr, peak_kib / 1024, cpu, wall)
+
+
+@contextmanager
+def server_process(
+    command: Sequence[str], ready: re.Pattern[str], *, env: dict[str, str] | None = None, timeout: float = 30
+) -> Iterator[tuple[subprocess.Popen[str], re.Match[str]]]:
+    """Start a server process, wait for its ready line on stdout, stop it (SIGTERM, then SIGKILL)."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    try:
+        assert process.stdout is not None
+        deadline = time.monotonic() + timeout
+        match = None
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            match = ready.search(line)
+            if match:
+                break
+        if match is None:
+            raise RuntimeError(f"{command[0]} did not start (exit code {process.poll()})")
+        yield process, match
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
+def get_json(url: str, timeout: float = 10) -> Any:
+    """GET a small JSON document (no proxies: loopback only)."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(url, timeout=timeout) as response:
+        return json.load(response)
+
+
+def median(values: Sequence[float]) -> float:
+    """The median (the benchmarks' statistic: robust to a noisy neighbour on a shared machine)."""
+    return statistics.median(values)
+
+
+def rotated(items: Sequence[str], round_index: int) -> list[str]:
+    """``items`` started at a different position each round, so no client always runs first or last."""
+    shift = round_index % len(items)
+    return [*items[shift:], *items[:shift]]
+
+
+def curl_version() -> str:
+    """curl's first version line, or ``"missing"``."""
+    if not shutil.which("curl"):
+        return "missing"
+    return subprocess.run(["curl", "--version"], capture_output=True, text=True, check=False).stdout.split(
+        "\n"
+    )[0]
+
+
+def machine() -> dict[str, Any]:
+    """The facts the figures depend on: CPUs, CPU model, memory, Python, kernel, load."""
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gib = 0.0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_gib = int(line.split()[1]) / 1024 / 1024
+    except OSError:
+        pass
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "memory_gib": round(mem_gib, 1),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "load_average": [round(value, 2) for value in os.getloadavg()],
+        "curl": curl_version(),
+        "self_peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def print_machine(info: dict[str, Any]) -> None:
+    """One line about the machine, before the figures."""
+    print(
+        f"machine: {info['cpus']} CPUs ({info['cpu_model']}), {info['memory_gib']} GiB, Python {info['python']}, "
+        f"Linux {info['kernel']}, load {info['load_average']}; {info['curl']}"
+    )
+
+
+def hook_env(base_url: str, api_key: str, airflow_home: Path) -> dict[str, str]:
+    """The environment of a child that uses the hook: a throwaway AIRFLOW_HOME and the connection."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "AIRFLOW_HOME": str(airflow_home),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
+            "AIRFLOW_CONN_BCTRL_DEFAULT": json.dumps(
+                {"conn_type": "bctrl", "host": base_url, "password": api_key}
+            ),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])),
+            "NO_PROXY": "*",
+        }
+    )
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        env.pop(name, None)
+    return env

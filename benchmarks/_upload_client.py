@@ -1,0 +1,82 @@
+"""One upload in a fresh process, so its peak RSS is its own: ``_upload_client.py CLIENT URL PATH``.
+
+``CLIENT`` is ``hook`` (``BctrlHook.upload_file``; the connection comes from
+``AIRFLOW_CONN_BCTRL_DEFAULT``) or ``requests`` (plain ``requests.post(files=...)``, the naive way).
+Imports, the connection lookup and the session set-up happen before the clock starts; the timed
+part is the upload call, connect included, up to the parsed response. Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+
+def _peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def upload_with_hook(url: str, path: Path) -> tuple[float, int | None]:
+    """Time ``BctrlHook.upload_file``; return (seconds, size the server reported)."""
+    from airflow_provider_bctrl.hooks.bctrl import BctrlHook
+
+    hook = BctrlHook(max_retries=0, timeout=600)
+    hook.session  # noqa: B018 - connection lookup and session set-up, outside the timed part
+    started = time.perf_counter()
+    staged = hook.upload_file("rt_bench", path, runtime_path="bench/" + path.name)
+    return time.perf_counter() - started, staged.size_bytes
+
+
+def upload_with_requests(url: str, path: Path) -> tuple[float, int | None]:
+    """Time ``requests.post(files=...)`` as most code writes it (it builds the whole body in memory)."""
+    import requests
+
+    session = requests.Session()
+    session.trust_env = False
+    started = time.perf_counter()
+    with path.open("rb") as source:
+        response = session.post(
+            f"{url}/v1/runtimes/rt_bench/files/upload",
+            files={"file": (path.name, source, "application/octet-stream")},
+            data={"runtimePath": "bench/" + path.name},
+            headers={"Authorization": "Bearer bctrl_bench"},
+            timeout=600,
+        )
+    response.raise_for_status()
+    size = response.json().get("sizeBytes")
+    return time.perf_counter() - started, size
+
+
+def main(argv: list[str]) -> int:
+    """Run one upload and print its seconds, CPU seconds, peak RSS before and after as JSON."""
+    client, url, path = argv[1], argv[2], Path(argv[3])
+    upload = {"hook": upload_with_hook, "requests": upload_with_requests}[client]
+    # Import what the client needs before the baseline so "before" is the idle process.
+    if client == "hook":
+        import airflow_provider_bctrl.hooks.bctrl  # noqa: F401
+    else:
+        import requests  # noqa: F401
+    before = _peak_mib()
+    cpu_before = _cpu_seconds()
+    seconds, server_bytes = upload(url, path)
+    report = {
+        "seconds": seconds,
+        "cpu_seconds": _cpu_seconds() - cpu_before,
+        "server_bytes": server_bytes,
+        "peak_before_mib": before,
+        "peak_after_mib": _peak_mib(),
+    }
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,238 @@
+"""Upload clients compared on one discarding loopback sink: the hook, curl and naive requests.
+
+For every size, every round runs each client once, in a fresh process (so ``ru_maxrss`` is that
+client's own peak RSS), in an order rotated from round to round; the table shows medians. The
+server is :mod:`sink` in its own process: it reads bodies into a reused buffer and discards them,
+so it is not the bottleneck and the clients can be told apart (a server that hashes and writes
+caps everyone at the disk path's ~250 MB/s).
+
+- ``hook``: :meth:`BctrlHook.upload_file` (the connection from ``AIRFLOW_CONN_BCTRL_DEFAULT``).
+- ``curl``: ``curl -sS -F file=@PATH -o /dev/null`` — the reference; its time is curl's own
+  ``time_total``.
+- ``requests``: ``requests.post(files=...)`` — the naive way, which builds the body in memory.
+
+Targets (issue 6): the hook's throughput at least 0.9x curl's (per size; 1 GiB is the headline) and
+its peak RSS growing by less than 32 MiB from the smallest to the largest size. Exit status 1 when
+a target is missed. Usage::
+
+    python benchmarks/upload.py [--sizes 10M,256M,1G] [--rounds 5] [--clients hook,curl,requests]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (
+    BENCH_DIR,
+    DEFAULT_SIZES,
+    GNU_TIME,
+    MIB,
+    PYTHON,
+    QUICK_SIZES,
+    get_json,
+    hook_env,
+    machine,
+    make_file,
+    median,
+    parse_size,
+    print_machine,
+    rotated,
+    run_child,
+    server_process,
+    size_label,
+    temp_dir,
+    warm,
+)
+
+CLIENTS = ("hook", "curl", "requests")
+TARGET_RATIO = 0.9
+TARGET_RSS_GROWTH_MIB = 32.0
+#: The multipart framing around the file bytes is a few hundred bytes; more means a wrong body.
+MAX_FRAMING = 4096
+_SINK_READY = re.compile(r"SINK listening on (?P<url>http://\S+)")
+
+
+def _run_client(client: str, url: str, path: Path, env: dict[str, str]) -> tuple[float, float, float]:
+    """One upload by ``client`` in a new process: (seconds, CPU seconds, peak RSS MiB).
+
+    The Python clients time and count CPU for the upload call alone (not the interpreter's start and
+    imports); curl's figures are its own ``time_total`` and its whole process's CPU (a few ms of it
+    start-up).
+    """
+    if client == "curl":
+        command = [
+            "curl", "-sS", "--noproxy", "*", "-o", "/dev/null", "-w", "%{time_total} %{http_code}",
+            "-H", "Authorization: Bearer bctrl_bench", "-F", f"file=@{path}",
+            "-F", f"runtimePath=bench/{path.name}", f"{url}/v1/runtimes/rt_bench/files/upload",
+        ]  # fmt: skip
+        result = run_child(command, env=env)
+        if result.returncode != 0 or not result.stdout.endswith(" 200"):
+            raise RuntimeError(f"curl failed ({result.returncode}): {result.stdout} {result.stderr[-2000:]}")
+        return float(result.stdout.split()[0]), result.cpu_seconds, result.peak_rss_mib
+    result = run_child([PYTHON, str(BENCH_DIR / "_upload_client.py"), client, url, str(path)], env=env)
+    if result.returncode != 0:
+        raise RuntimeError(f"{client} failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    return float(report["seconds"]), float(report["cpu_seconds"]), result.peak_rss_mib
+
+
+def run(sizes: list[int], rounds: int, clients: list[str], *, verbose: bool = True) -> dict[str, Any]:
+    """Run the comparison and return every sample and the medians (see :func:`report`)."""
+    if "curl" in clients and not shutil.which("curl"):
+        raise SystemExit("curl is not installed (apt-get install -y curl), or leave it out with --clients")
+    samples: dict[str, dict[str, list[dict[str, float]]]] = {}
+    with (
+        temp_dir("bctrl-bench-upload-") as work,
+        server_process([PYTHON, str(BENCH_DIR / "sink.py"), "--port", "0"], _SINK_READY) as (_, ready),
+    ):
+        url = ready.group("url")
+        (work / "airflow").mkdir()
+        env = hook_env(url, "bctrl_bench", work / "airflow")
+        for size in sizes:
+            test_file = make_file(work, size)
+            warm(test_file.path)
+            per_client: dict[str, list[dict[str, float]]] = {client: [] for client in clients}
+            for round_index in range(rounds):
+                for client in rotated(clients, round_index):
+                    seconds, cpu, peak = _run_client(client, url, test_file.path, env)
+                    body = int(get_json(f"{url}/_sink/stats")["lastBodyBytes"])
+                    if not size < body <= size + MAX_FRAMING:
+                        raise RuntimeError(f"{client} sent a {body}-byte body for a {size}-byte file")
+                    per_client[client].append({"seconds": seconds, "cpu_seconds": cpu, "peak_rss_mib": peak})
+                    if verbose:
+                        print(
+                            f"  {size_label(size):>8} round {round_index + 1}/{rounds} {client:<8} "
+                            f"{seconds:8.3f} s {size / MIB / seconds:9.1f} MiB/s  CPU {cpu:6.3f} s {peak:7.1f} MiB",
+                            flush=True,
+                        )
+            samples[size_label(size)] = per_client
+            test_file.path.unlink()
+    return {
+        "sizes": sizes,
+        "rounds": rounds,
+        "clients": clients,
+        "samples": samples,
+        "summary": summarise(sizes, samples),
+    }
+
+
+def summarise(
+    sizes: list[int], samples: dict[str, dict[str, list[dict[str, float]]]]
+) -> list[dict[str, Any]]:
+    """One row per (size, client): median seconds, MiB/s, median peak RSS and the ratio to curl."""
+    rows: list[dict[str, Any]] = []
+    for size in sizes:
+        per_client = samples[size_label(size)]
+        medians = {client: median([s["seconds"] for s in runs]) for client, runs in per_client.items()}
+        for client, runs in per_client.items():
+            seconds = medians[client]
+            row: dict[str, Any] = {
+                "size": size,
+                "label": size_label(size),
+                "client": client,
+                "seconds": seconds,
+                "mib_s": size / MIB / seconds,
+                "cpu_seconds": median([s["cpu_seconds"] for s in runs]),
+                "peak_rss_mib": median([s["peak_rss_mib"] for s in runs]),
+                "min_seconds": min(s["seconds"] for s in runs),
+                "max_seconds": max(s["seconds"] for s in runs),
+            }
+            # Throughput ratio: curl's time over the client's (1.0 = as fast as curl, 0.5 = half).
+            row["ratio_to_curl"] = medians["curl"] / seconds if "curl" in medians else None
+            rows.append(row)
+    return rows
+
+
+def checks(result: dict[str, Any]) -> list[tuple[bool, str]]:
+    """The issue's targets as (passed, line) pairs."""
+    rows = {(row["label"], row["client"]): row for row in result["summary"]}
+    labels = [size_label(size) for size in result["sizes"]]
+    lines: list[tuple[bool, str]] = []
+    if "hook" in result["clients"] and "curl" in result["clients"]:
+        for label in labels:
+            ratio = rows[(label, "hook")]["ratio_to_curl"]
+            headline = " (headline)" if label == labels[-1] else ""
+            lines.append(
+                (
+                    ratio >= TARGET_RATIO,
+                    f"hook throughput {ratio:.2f}x curl at {label}{headline} (target >= {TARGET_RATIO}x)",
+                )
+            )
+    if "hook" in result["clients"] and len(labels) > 1:
+        growth = rows[(labels[-1], "hook")]["peak_rss_mib"] - rows[(labels[0], "hook")]["peak_rss_mib"]
+        lines.append(
+            (
+                growth < TARGET_RSS_GROWTH_MIB,
+                f"hook peak RSS growth {labels[0]} -> {labels[-1]}: {growth:+.1f} MiB (target < {TARGET_RSS_GROWTH_MIB:g} MiB)",
+            )
+        )
+    return lines
+
+
+def report(result: dict[str, Any]) -> bool:
+    """Print the table and the target checks; True when every target is met."""
+    print(
+        f"\nupload into the discarding sink, median of {result['rounds']} rounds (each client in a fresh process)"
+    )
+    print(
+        f"{'size':>8}  {'client':<9}{'median s':>10}{'MiB/s':>10}{'CPU s':>8}{'peak RSS MiB':>14}{'x curl':>8}"
+        "   min..max s"
+    )
+    for row in result["summary"]:
+        ratio = "" if row["ratio_to_curl"] is None else f"{row['ratio_to_curl']:.2f}"
+        print(
+            f"{row['label']:>8}  {row['client']:<9}{row['seconds']:10.3f}{row['mib_s']:10.1f}"
+            f"{row['cpu_seconds']:8.3f}{row['peak_rss_mib']:14.1f}{ratio:>8}   {row['min_seconds']:.3f}..{row['max_seconds']:.3f}"
+        )
+    if not GNU_TIME:
+        print("(GNU time is not installed: peak RSS figures include the launching Python process's)")
+    ok = True
+    for passed, line in checks(result):
+        ok = ok and passed
+        print(f"{'PASS' if passed else 'FAIL'}: {line}")
+    return ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: see the module docstring."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", help="comma-separated, e.g. 10M,256M,1G (default: those three)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds per size (default 5)")
+    parser.add_argument(
+        "--clients", default=",".join(CLIENTS), help="comma-separated subset of hook,curl,requests"
+    )
+    parser.add_argument("--quick", action="store_true", help="1 MiB and 16 MiB, 2 rounds: a smoke run")
+    parser.add_argument("--json", type=Path, help="also write every sample and the summary here")
+    parser.add_argument("--quiet", action="store_true", help="no per-run lines")
+    args = parser.parse_args(argv)
+    sizes = (
+        [parse_size(part) for part in args.sizes.split(",")]
+        if args.sizes
+        else list(QUICK_SIZES if args.quick else DEFAULT_SIZES)
+    )
+    rounds = 2 if args.quick and args.rounds == 5 else args.rounds
+    if not 1 <= rounds <= 50:
+        parser.error("--rounds must be between 1 and 50")
+    clients = [client.strip() for client in args.clients.split(",") if client.strip()]
+    if unknown := set(clients) - set(CLIENTS):
+        parser.error(f"unknown clients: {', '.join(sorted(unknown))}")
+    info = machine()
+    print_machine(info)
+    result = run(sorted(sizes), rounds, clients, verbose=not args.quiet)
+    result["machine"] = info
+    ok = report(result)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
