@@ -8,8 +8,12 @@ process. Nothing there imports this repository's tests or conftest: the fixtures
 from __future__ import annotations
 
 import os
+import re
+from pathlib import Path
 
 import pytest
+
+DOCS_PAGE = Path(__file__).resolve().parents[2] / "docs" / "testing.md"
 
 pytest_plugins = ["pytester"]
 
@@ -92,3 +96,21 @@ def test_plugin_is_registered_by_the_entry_point() -> None:
     (entry,) = [e for e in entry_points(group="pytest11") if e.name == "bctrl"]
     assert entry.value == "airflow_provider_bctrl.testing.pytest_plugin"
     assert os.environ.get("AIRFLOW_HOME")  # the suite's own Airflow home is untouched by the plugin
+
+
+def _documented_files() -> dict[str, str]:
+    """The files docs/testing.md shows, each introduced by an ``<!-- file: NAME -->`` line."""
+    blocks = re.findall(r"<!-- file: (\S+) -->\n```python\n(.*?)```", DOCS_PAGE.read_text(), flags=re.DOTALL)
+    return dict(blocks)
+
+
+def test_the_documented_example_project_passes(user_env: pytest.Pytester) -> None:
+    """docs/testing.md's example (conftest, DAG, dag.test() test) works exactly as printed."""
+    files = _documented_files()
+    assert set(files) == {"conftest.py", "dags/enrich_leads.py", "test_enrich_leads.py"}
+    for name, text in files.items():
+        target = user_env.path / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    result = user_env.runpytest_subprocess("-q", "-p", "no:cacheprovider", timeout=600)
+    result.assert_outcomes(passed=1)
