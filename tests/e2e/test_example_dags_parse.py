@@ -1,0 +1,107 @@
+"""The example DAGs import cleanly in a DagBag, without network, Variables or connections at parse time."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLE_DAGS = Path(__file__).resolve().parents[2] / "example_dags"
+EXPECTED_DAG_IDS = {"bctrl_report_pipeline", "bctrl_report_taskflow", "bctrl_upload_many"}
+
+# Runs in a fresh interpreter so that nothing imported by other tests hides a parse-time import.
+_PARSE_SCRIPT = r"""
+import json, socket, sys
+
+attempts = []
+
+def refuse(kind):
+    def blocked(*args, **kwargs):
+        attempts.append(f"{kind} {args[1:2] or args[:1]}")
+        raise OSError(f"network access during DAG parsing: {kind}")
+    return blocked
+
+socket.socket.connect = refuse("connect")
+socket.socket.connect_ex = refuse("connect_ex")
+socket.create_connection = refuse("create_connection")
+socket.getaddrinfo = refuse("getaddrinfo")
+
+# The guard itself must work, or the test below proves nothing.
+try:
+    socket.create_connection(("127.0.0.1", 9))
+except OSError:
+    pass
+guard_works = len(attempts) == 1
+attempts.clear()
+
+from airflow.sdk import BaseHook, Variable
+
+def no_lookup(kind):
+    def blocked(*args, **kwargs):
+        attempts.append(f"{kind} {args[-1:]}")
+        raise RuntimeError(f"{kind} looked up during DAG parsing")
+    return classmethod(blocked)
+
+Variable.get = no_lookup("Variable.get")
+BaseHook.get_connection = no_lookup("get_connection")
+
+from airflow.dag_processing.dagbag import DagBag
+
+bag = DagBag(dag_folder=sys.argv[1])
+dags = {
+    dag_id: {"tasks": sorted(dag.task_ids), "tags": sorted(dag.tags), "params": sorted(dag.params)}
+    for dag_id, dag in bag.dags.items()
+}
+heavy = [m for m in ("requests", "airflow_provider_bctrl.hooks.bctrl", "airflow_provider_bctrl.testing.emulator")
+         if m in sys.modules]
+print(json.dumps({
+    "guard_works": guard_works,
+    "import_errors": {str(k): str(v) for k, v in bag.import_errors.items()},
+    "attempts": attempts,
+    "dags": dags,
+    "heavy_modules": heavy,
+}))
+"""
+
+
+@pytest.fixture(scope="module")
+def parsed() -> dict:
+    done = subprocess.run(
+        [sys.executable, "-c", _PARSE_SCRIPT, str(EXAMPLE_DAGS)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=dict(os.environ),
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_example_dags_import_without_errors(parsed: dict) -> None:
+    assert parsed["import_errors"] == {}
+    assert set(parsed["dags"]) == EXPECTED_DAG_IDS
+    for dag_id, info in parsed["dags"].items():
+        assert "bctrl" in info["tags"], dag_id
+        # Connection and runtime are configuration the user changes, never hard-coded.
+        assert {"bctrl_conn_id", "runtime_id"} <= set(info["params"]), dag_id
+
+
+def test_parsing_touches_no_network_variable_or_connection(parsed: dict) -> None:
+    assert parsed["guard_works"] is True
+    assert parsed["attempts"] == []
+    assert parsed["heavy_modules"] == []
+
+
+def test_example_dags_do_not_import_the_emulator_or_hold_secrets() -> None:
+    for path in sorted(EXAMPLE_DAGS.glob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        assert "testing.emulator" not in text, path.name
+        assert "BctrlEmulator" not in text, path.name
+        assert "password" not in text.lower(), path.name
+        assert not re.search(r"bctrl_(?:live|test|sk)_", text), f"{path.name} looks like it holds an API key"
