@@ -1,6 +1,6 @@
 """The retry policy, in one place.
 
-What may be retried automatically (see ``docs/retries.md``):
+What may be retried automatically (documented in ``docs/hook.md``, section "Retry policy"):
 
 * **GET** requests (whoami, file metadata, file content) are read-only: they retry on 408, 429, every
   5xx, timeouts and connection failures.

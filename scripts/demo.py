@@ -37,7 +37,7 @@ class DemoError(Exception):
 
 def say(label: str, value: object = None) -> None:
     """One output line: ``label`` alone, or an aligned ``label  value`` pair."""
-    print(label if value is None else f"  {label:<18} {value}", flush=True)  # noqa: T201
+    print(label if value is None else f"  {label:<18} {value}", flush=True)
 
 
 def sha256(data: bytes) -> str:
@@ -131,16 +131,16 @@ def main() -> int:
     try:
         run(work, data_dir)
     except KeyboardInterrupt:
-        print("\nDemo interrupted.", file=sys.stderr)  # noqa: T201
+        print("\nDemo interrupted.", file=sys.stderr)
         return 130
     except DemoError as exc:
-        print(f"\nDemo FAILED: {exc}", file=sys.stderr)  # noqa: T201
+        print(f"\nDemo FAILED: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:
         # The provider's own errors explain themselves; anything else gets its traceback.
         if not type(exc).__module__.startswith("airflow_provider_bctrl"):
             traceback.print_exc()
-        print(f"\nDemo FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)  # noqa: T201
+        print(f"\nDemo FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     finally:
         # Airflow's scratch home is not interesting after the run; the emulator's data is.

@@ -24,7 +24,7 @@ import pytest  # noqa: E402
 from airflow_provider_bctrl.testing.emulator import BctrlEmulator  # noqa: E402
 
 #: A distinctive key: secret-leak tests grep for it in logs, errors and XComs.
-TEST_API_KEY = "bctrl_test_Kq7ZsecretXx93"  # noqa: S105 - a test key for the local emulator
+TEST_API_KEY = "bctrl_test_Kq7ZsecretXx93"
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,7 @@ from requests.auth import AuthBase
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
 
 from airflow_provider_bctrl import CONN_TYPE, DEFAULT_BASE_URL, DEFAULT_CONN_ID, __version__
-from airflow_provider_bctrl._multipart import StreamingMultipartBody
+from airflow_provider_bctrl._multipart import FileChangedError, StreamingMultipartBody
 from airflow_provider_bctrl._progress import TransferProgress
 from airflow_provider_bctrl._retry import backoff_delay, parse_retry_after, status_is_retryable
 from airflow_provider_bctrl._storage import Destination, is_uri, resolve_destination, resolve_source
@@ -154,7 +154,9 @@ def _extra_id(extra: Mapping[str, Any], key: str, conn_id: str) -> str | None:
         raise BctrlConnectionConfigError(str(exc)) from None
 
 
-def _as_number(value: Any, key: str, conn_id: str, *, minimum: float, integer: bool) -> float:
+def _as_number(
+    value: Any, key: str, conn_id: str, *, minimum: float, integer: bool, maximum: float | None = None
+) -> float:
     try:
         if isinstance(value, bool):
             raise TypeError
@@ -169,6 +171,10 @@ def _as_number(value: Any, key: str, conn_id: str, *, minimum: float, integer: b
     if number < minimum:
         raise BctrlConnectionConfigError(
             f"Connection {conn_id!r}: extra field {key!r} must be at least {minimum:g}, got {number:g}."
+        )
+    if maximum is not None and number > maximum:
+        raise BctrlConnectionConfigError(
+            f"Connection {conn_id!r}: extra field {key!r} must be at most {maximum:g}, got {number:g}."
         )
     return number
 
@@ -309,22 +315,22 @@ class BctrlHook(BaseHook):
         )
         base_url = _normalise_base_url(conn.host, conn.port, conn_id, allow_insecure_http=allow_insecure)
 
-        timeout_value = self._timeout_override
-        if timeout_value is None:
-            timeout_value = _extra_value(extra, "timeout")
-        read_timeout = (
-            DEFAULT_TIMEOUT
-            if timeout_value is None
-            else _as_number(timeout_value, "timeout", conn_id, minimum=0.001, integer=False)
-        )
-        retries_value = self._max_retries_override
-        if retries_value is None:
-            retries_value = _extra_value(extra, "max_retries")
-        max_retries = (
-            DEFAULT_MAX_RETRIES
-            if retries_value is None
-            else int(_as_number(retries_value, "max_retries", conn_id, minimum=0, integer=True))
-        )
+        # The connection's extras follow the form's limits (CONN_FIELDS); the hook's own arguments
+        # may go finer (sub-second timeouts are useful in tests) but stay positive.
+        read_timeout = DEFAULT_TIMEOUT
+        if self._timeout_override is not None:
+            read_timeout = _as_number(
+                self._timeout_override, "timeout", conn_id, minimum=0.001, integer=False
+            )
+        elif (value := _extra_value(extra, "timeout")) is not None:
+            read_timeout = _as_number(value, "timeout", conn_id, minimum=1, integer=False, maximum=3600)
+        max_retries = DEFAULT_MAX_RETRIES
+        if self._max_retries_override is not None:
+            max_retries = int(
+                _as_number(self._max_retries_override, "max_retries", conn_id, minimum=0, integer=True)
+            )
+        elif (value := _extra_value(extra, "max_retries")) is not None:
+            max_retries = int(_as_number(value, "max_retries", conn_id, minimum=0, integer=True, maximum=20))
         space_id = _extra_id(extra, "space_id", conn_id)
         subaccount_id = _extra_id(extra, "subaccount_id", conn_id)
         return BctrlConnectionSettings(
@@ -419,6 +425,14 @@ class BctrlHook(BaseHook):
                     allow_redirects=idempotent,
                 )
             except requests.RequestException as exc:
+                changed = _cause_of_type(exc, FileChangedError)
+                if changed is not None:
+                    # The local file changed mid-send; the body was cut short, so the server cannot
+                    # have stored it. Retrying would race the writer again: say what happened.
+                    raise BctrlInputError(
+                        f"{changed} (during {operation}). The upload was abandoned and nothing was stored; "
+                        "upload the file once whatever writes it has finished."
+                    ) from exc
                 never_sent = _never_sent(exc)
                 error = self._transport_error(exc, operation, uncertain=not (idempotent or never_sent))
                 retryable = not isinstance(exc, requests.exceptions.SSLError) and (idempotent or never_sent)
@@ -896,6 +910,22 @@ def _json_or_none(response: requests.Response) -> Any:
         return response.json()
     except ValueError:
         return None
+
+
+def _cause_of_type(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """Find ``kind`` among an exception's args, causes and contexts (urllib3 wraps what a body raised)."""
+    seen: set[int] = set()
+    stack: list[Any] = [exc]
+    while stack:
+        current = stack.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        if isinstance(current, kind):
+            return current
+        seen.add(id(current))
+        stack.extend([current.__cause__, current.__context__, *current.args])
+        stack.append(getattr(current, "reason", None))
+    return None
 
 
 def _never_sent(exc: BaseException) -> bool:

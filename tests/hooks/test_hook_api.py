@@ -337,3 +337,25 @@ def test_bad_input_is_refused_before_any_request(
     with pytest.raises(BctrlInputError, match="runtime_id"):
         hook.collect_file("../x", "a.txt")
     assert emu.requests_log() == []
+
+
+def test_a_file_that_shrinks_mid_upload_is_a_clear_input_error(
+    emu: BctrlEmulator, hook: BctrlHook, runtime_id: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_bctrl._progress import TransferProgress
+
+    growing = tmp_path / "being-written.csv"
+    growing.write_bytes(b"x" * (5 * 1024 * 1024))
+    original_update = TransferProgress.update
+
+    def truncate_after_first_chunk(self: TransferProgress, done: int) -> None:
+        with growing.open("r+b") as handle:  # another process rewrites the file under the upload
+            handle.truncate(1024)
+        original_update(self, done)
+
+    monkeypatch.setattr(TransferProgress, "update", truncate_after_first_chunk)
+    emu.clear_requests_log()
+    with pytest.raises(BctrlInputError, match="shrank while it was being uploaded") as info:
+        hook.upload_file(runtime_id, growing)
+    assert "nothing was stored" in str(info.value)
+    assert [f for f in emu.stored_files() if f["name"] == "being-written.csv"] == []
