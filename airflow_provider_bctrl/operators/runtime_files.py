@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.sdk import BaseOperator
 
 from airflow_provider_bctrl import DEFAULT_CONN_ID
+from airflow_provider_bctrl._storage import _is_object_path, is_uri
 from airflow_provider_bctrl._validation import (
     check_artifact,
     check_id,
@@ -41,7 +42,7 @@ from airflow_provider_bctrl._validation import (
 )
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.sdk import Context, ObjectStoragePath
 
     from airflow_provider_bctrl.hooks.bctrl import BctrlHook
 
@@ -96,7 +97,9 @@ class BctrlUploadFileOperator(_BctrlRuntimeFileOperator):
 
     :param runtime_id: the runtime to receive the file, e.g. ``"{{ params.runtime_id }}"`` or the output
         of the task that started the runtime. (templated)
-    :param source: path of the local file on the worker. (templated)
+    :param source: the file to upload: a local path on the worker, an
+        :class:`~airflow.sdk.ObjectStoragePath`, or an object storage URI such as
+        ``s3://bucket/key`` (streamed, no local copy). (templated)
     :param name: display name, also the file's name in the runtime; default: the local file's name.
         (templated)
     :param runtime_path: destination relative to the runtime workspace, e.g. ``"inputs/report.csv"``;
@@ -104,6 +107,8 @@ class BctrlUploadFileOperator(_BctrlRuntimeFileOperator):
     :param destination_path: durable storage path for the stored copy (relative, no ``.``/``..``
         segments); default: a path BCTRL manages. (templated)
     :param metadata: a JSON object of your own stored with the file. (templated, recursively)
+    :param source_conn_id: the Airflow connection used to read an object storage ``source`` URI
+        (e.g. ``aws_default``); not used for local paths. (templated)
     :param bctrl_conn_id: the Airflow connection of type ``bctrl`` to use. (templated)
     """
 
@@ -114,6 +119,7 @@ class BctrlUploadFileOperator(_BctrlRuntimeFileOperator):
         "runtime_path",
         "destination_path",
         "metadata",
+        "source_conn_id",
         "bctrl_conn_id",
     )
     template_fields_renderers: ClassVar[dict[str, str]] = {"metadata": "json"}
@@ -123,11 +129,12 @@ class BctrlUploadFileOperator(_BctrlRuntimeFileOperator):
         self,
         *,
         runtime_id: str,
-        source: str | os.PathLike[str],
+        source: str | os.PathLike[str] | ObjectStoragePath,
         name: str | None = None,
         runtime_path: str | None = None,
         destination_path: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        source_conn_id: str | None = None,
         bctrl_conn_id: str = DEFAULT_CONN_ID,
         **kwargs: Any,
     ) -> None:
@@ -138,12 +145,22 @@ class BctrlUploadFileOperator(_BctrlRuntimeFileOperator):
         self.runtime_path = runtime_path
         self.destination_path = destination_path
         self.metadata = metadata
+        self.source_conn_id = source_conn_id
+
+    def _checked_source(self) -> Any:
+        source = self.source
+        if is_uri(source) or _is_object_path(source):
+            # Object storage: the hook checks that the object exists before it sends anything.
+            if self.source_conn_id is not None:
+                check_id(self.source_conn_id, "source_conn_id")
+            return source
+        return check_local_file(source, "source")
 
     def _checked_arguments(self) -> dict[str, Any]:
         """The rendered arguments, checked; raises ``BctrlInputError`` naming the first bad one."""
         return {
             "runtime_id": check_id(self.runtime_id, "runtime_id"),
-            "source": check_local_file(self.source, "source"),
+            "source": self._checked_source(),
             "name": None if self.name is None else check_name(self.name, "name"),
             "runtime_path": (
                 None if self.runtime_path is None else check_runtime_path(self.runtime_path, "runtime_path")
@@ -166,6 +183,7 @@ class BctrlUploadFileOperator(_BctrlRuntimeFileOperator):
             runtime_path=args["runtime_path"],
             destination_path=args["destination_path"],
             metadata=args["metadata"],
+            source_conn_id=self.source_conn_id,
         )
         self._push_keys(context, {XCOM_FILE_ID: staged.id, XCOM_RUNTIME_PATH: staged.runtime_path})
         return staged.raw

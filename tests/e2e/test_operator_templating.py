@@ -9,7 +9,8 @@ One DAG exercises every templating route at once (it is the expensive part, so i
   the upload's XCom keys;
 - ``collect_back`` collects the uploaded file back out of the workspace (path from upload's
   ``runtime_path`` key) without an artifact, so ``artifact_id`` is ``None``;
-- ``quiet_upload`` has ``do_xcom_push=False`` and pushes nothing.
+- ``quiet_upload`` has ``do_xcom_push=False`` and pushes nothing;
+- ``upload_object`` uploads from an object storage URI built from a macro.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import json
 import uuid
 from typing import Any
 
+import fsspec
 import pendulum
 from dagrun_helpers import sha256_file
 
@@ -106,15 +108,29 @@ def _build_dag(emu: BctrlEmulator, source_dir: str, result_bytes: bytes) -> Any:
             runtime_path="quiet/",
             do_xcom_push=False,
         )
+        upload_object = BctrlUploadFileOperator(
+            task_id="upload_object",
+            runtime_id=runtime,
+            source="memory://bctrl-templating/{{ ds }}/object.csv",
+            runtime_path="objects/",
+        )
         upload >> [collect, collect_back]
     assert {"start_runtime", "upload"} <= collect_back.upstream_task_ids
     assert "make_source" in quiet.upstream_task_ids
+    assert "start_runtime" in upload_object.upstream_task_ids
     return dag
 
 
 def test_ids_and_paths_render_from_xcom_params_and_macros(run_dag, emu: BctrlEmulator, tmp_path) -> None:
     result_bytes = json.dumps({"ok": True, "day": DS}).encode()
     dag = _build_dag(emu, str(tmp_path), result_bytes)
+    from airflow.sdk.io import attach
+
+    # fsspec's in-memory filesystem stands in for S3/GCS: the task runs in this process and sees it.
+    attach("memory", fs=fsspec.filesystem("memory"))
+    object_bytes = b"id,value\n1,from object storage\n"
+    with fsspec.filesystem("memory").open(f"/bctrl-templating/{DS}/object.csv", "wb") as handle:
+        handle.write(object_bytes)
     emu.clear_requests_log()
 
     result = run_dag(dag, logical_date=DAY)
@@ -172,6 +188,11 @@ def test_ids_and_paths_render_from_xcom_params_and_macros(run_dag, emu: BctrlEmu
     assert result.task_states[("quiet_upload", -1)] == "success"
     assert result.keys("quiet_upload") == set()
     assert emu.read_runtime_file(runtime_id, "quiet/payload.sql") == SOURCE_TEXT.encode()
+
+    # An object storage URI (rendered from a macro) is streamed from there, not checked as a local path.
+    from_object = result.xcom("upload_object")
+    assert from_object["runtimePath"] == "objects/object.csv"
+    assert stored[from_object["id"]]["sha256"] == hashlib.sha256(object_bytes).hexdigest()
 
 
 def test_bad_rendered_argument_fails_the_task_before_any_request(run_dag, emu: BctrlEmulator) -> None:

@@ -22,7 +22,15 @@ from airflow_provider_bctrl.operators import BctrlCollectFileOperator as Exporte
 from airflow_provider_bctrl.operators import BctrlUploadFileOperator as ExportedUpload
 from airflow_provider_bctrl.operators.runtime_files import BctrlCollectFileOperator, BctrlUploadFileOperator
 
-UPLOAD_ARGS = ("runtime_id", "source", "name", "runtime_path", "destination_path", "metadata")
+UPLOAD_ARGS = (
+    "runtime_id",
+    "source",
+    "name",
+    "runtime_path",
+    "destination_path",
+    "metadata",
+    "source_conn_id",
+)
 COLLECT_ARGS = ("runtime_id", "path", "space_id", "storage_path", "name", "artifact")
 
 
@@ -191,6 +199,14 @@ def test_collect_checks_arguments_before_anything_else(overrides: dict[str, Any]
     with pytest.raises(BctrlInputError, match=argument):
         op.execute({})  # type: ignore[arg-type]
     assert "hook" not in vars(op)
+
+
+def test_object_storage_sources_are_left_to_the_hook() -> None:
+    """A URI is not a local path: the operator passes it on, and the hook checks it in object storage."""
+    op = _upload(source="s3://exports/2030/report.csv", source_conn_id="aws_default")
+    assert op._checked_arguments()["source"] == "s3://exports/2030/report.csv"
+    with pytest.raises(BctrlInputError, match="source_conn_id"):
+        _upload(source="s3://exports/x.csv", source_conn_id="aws/../x").execute({})  # type: ignore[arg-type]
 
 
 def test_operator_module_imports_cheaply() -> None:
