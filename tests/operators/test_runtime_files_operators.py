@@ -209,6 +209,15 @@ def test_object_storage_sources_are_left_to_the_hook() -> None:
         _upload(source="s3://exports/x.csv", source_conn_id="aws/../x").execute({})  # type: ignore[arg-type]
 
 
+def test_output_subscript_selects_an_xcom_key() -> None:
+    """Why the ids have their own keys: ``output[...]`` picks an XCom key, it does not index the value."""
+    with DAG("subscripts", schedule=None, start_date=datetime.datetime(2030, 1, 1)):
+        collect = _collect()
+    assert collect.output["file_id"].key == "file_id"
+    assert collect.output["artifact_id"].key == "artifact_id"
+    assert collect.output["file"]["id"].key == "id"  # the pitfall docs/xcom.md warns about
+
+
 def test_operator_module_imports_cheaply() -> None:
     """DAG files import the operators at every parse: no requests, hook, FastAPI or emulator."""
     code = (
