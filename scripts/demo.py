@@ -1,22 +1,23 @@
-"""`make demo`: one upload and one collect against a local BCTRL emulator, no account needed.
+"""`make demo`: the example pipeline in real Airflow against a local BCTRL emulator, no account needed.
 
-1. start the emulator in a child process (temporary data directory, a demo API key);
-2. create a runtime and upload a small CSV report into it with ``BctrlHook.upload_file``;
-3. pretend the browser wrote ``/tmp/runtime/output/results.json`` in the runtime;
-4. collect that file into durable space storage with ``BctrlHook.collect_file``, as a run artifact;
-5. print the ids, check the collected bytes on the emulator's disk, and stop the emulator.
+1. start the emulator in a child process (temporary data directory, a demo API key) and a runtime;
+2. stand in for the browser: put ``/tmp/runtime/output/results.json`` into the runtime;
+3. create a throwaway Airflow home (SQLite), give it the ``bctrl`` connection through the
+   environment, and run ``airflow dags test bctrl_report_pipeline`` (example_dags/): it generates a
+   report, uploads it, collects the browser's result as a run artifact and hands the ids on;
+4. read the ids that travelled through XCom back from Airflow's database, check them against what
+   the emulator stored (sha256 of the bytes on its disk), print them, and stop the emulator.
 
-The emulator's data directory is kept so the printed paths can be inspected afterwards.
+The emulator's data directory and the task log are kept so the printed paths can be inspected.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -28,7 +29,6 @@ from typing import Any
 DEMO_API_KEY = "bctrl_demo_local_key"
 #: Where the simulated browser writes its result, inside the runtime (not on this machine).
 RUNTIME_OUTPUT = "/tmp/runtime/output/results.json"  # noqa: S108
-UPLOAD_RUNTIME_PATH = "inputs/report.csv"
 
 
 class DemoError(Exception):
@@ -44,21 +44,6 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def write_report(path: Path) -> bytes:
-    """A small CSV report, as a pipeline task would produce it."""
-    rows = [
-        ("date", "region", "orders", "revenue_eur"),
-        ("2026-01-01", "north", "128", "4310.50"),
-        ("2026-01-01", "south", "97", "3120.00"),
-        ("2026-01-01", "west", "143", "5012.75"),
-    ]
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerows(rows)
-    data = buffer.getvalue().encode()
-    path.write_bytes(data)
-    return data
-
-
 def find_blob(data_dir: Path, record: dict[str, Any]) -> Path:
     """Where the emulator keeps a durable file's bytes (``spaces/<space>/blobs/<file id>``)."""
     expected = data_dir / "spaces" / str(record["spaceId"]) / "blobs" / str(record["id"])
@@ -70,56 +55,100 @@ def find_blob(data_dir: Path, record: dict[str, Any]) -> Path:
     return matches[0]
 
 
+DAG_ID = "bctrl_report_pipeline"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def airflow_env(work: Path) -> dict[str, str]:
+    """A throwaway Airflow home with SQLite and the example DAGs; set before Airflow is imported."""
+    home = work / "airflow-home"
+    return {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "example_dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    }
+
+
+def airflow(args: list[str], env: dict[str, str], log: Path) -> None:
+    """Run an ``airflow`` CLI command with its output appended to ``log``; raise when it fails."""
+    command = [str(Path(sys.executable).parent / "airflow"), *args]
+    with log.open("a") as out:
+        out.write(f"\n$ airflow {' '.join(args)}\n")
+        out.flush()
+        result = subprocess.run(
+            command, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=600, check=False
+        )
+    if result.returncode != 0:
+        raise DemoError(f"`airflow {' '.join(args)}` failed (exit {result.returncode}); see {log}")
+
+
+def read_xcoms() -> tuple[str, dict[tuple[str, str], Any]]:
+    """The latest run's id and every XCom it pushed, read from the demo's metadata database."""
+    from airflow.models.dagrun import DagRun
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        query = select(DagRun).where(DagRun.dag_id == DAG_ID)
+        dagrun = session.scalars(query.order_by(DagRun.id.desc()).limit(1)).one()
+        if dagrun.state != "success":
+            raise DemoError(f"the DAG run ended {dagrun.state}")
+        rows = session.scalars(
+            select(XComModel).where(XComModel.dag_id == DAG_ID, XComModel.run_id == dagrun.run_id)
+        ).all()
+        return dagrun.run_id, {(x.task_id, x.key): XComModel.deserialize_value(x) for x in rows}
+
+
 def run(work: Path, data_dir: Path) -> None:
-    # The connection and Airflow's home must be in the environment before Airflow is imported.
-    os.environ["AIRFLOW_HOME"] = str(work / "airflow-home")
-    os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
-    # The hook logs every call at INFO (useful in task logs); the demo prints its own summary.
-    os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
+    env = airflow_env(work)
+    os.environ.update(env)  # before anything imports Airflow
     from airflow_provider_bctrl.testing.emulator import BctrlEmulator
 
-    say("BCTRL provider demo: upload a file into a runtime, collect one back\n")
+    say(f"BCTRL provider demo: the {DAG_ID} example DAG in real Airflow, against a local emulator\n")
     started = time.monotonic()
+    log = work / "airflow.log"
     with BctrlEmulator(api_key=DEMO_API_KEY, data_dir=data_dir, in_process=False) as emulator:
-        os.environ["AIRFLOW_CONN_BCTRL_DEFAULT"] = emulator.airflow_connection_json()
-        from airflow_provider_bctrl.hooks.bctrl import BctrlHook
-
         say("emulator", f"{emulator.url} (pid {emulator.pid})")
-        say("space id", emulator.space_id)
         runtime_id = emulator.create_runtime()
         say("runtime id", runtime_id)
+        # Stand in for the browser agent: the result file it would write inside the runtime.
+        results = json.dumps({"status": "ok", "sites_checked": 3}, indent=2).encode()
+        emulator.write_runtime_file(runtime_id, RUNTIME_OUTPUT, results)
 
-        report = work / "daily_report.csv"
-        report_bytes = write_report(report)
-        with BctrlHook() as hook:
-            staged = hook.upload_file(runtime_id, report, runtime_path=UPLOAD_RUNTIME_PATH)
-            say("uploaded file id", staged.id)
-            say("runtime path", staged.runtime_path)
-            in_runtime = emulator.read_runtime_file(runtime_id, staged.runtime_path or UPLOAD_RUNTIME_PATH)
-            if in_runtime != report_bytes:
-                raise DemoError("the runtime's copy of the upload differs from the local report")
+        task_env = {**os.environ, "AIRFLOW_CONN_BCTRL_DEFAULT": emulator.airflow_connection_json()}
+        say("airflow home", env["AIRFLOW_HOME"])
+        airflow(["db", "migrate"], task_env, log)
+        say("running", f"airflow dags test {DAG_ID} (task log: {log})")
+        airflow(["dags", "test", DAG_ID, "-c", json.dumps({"runtime_id": runtime_id})], task_env, log)
 
-            results = json.dumps(
-                {"status": "ok", "rows_checked": 3, "source": staged.runtime_path}, indent=2
-            ).encode()
-            emulator.write_runtime_file(runtime_id, RUNTIME_OUTPUT, results)
-            collected = hook.collect_file(
-                runtime_id, RUNTIME_OUTPUT, artifact={"kind": "report", "name": "results"}
-            )
-        say("collected file id", collected.file.id)
-        say("artifact id", collected.artifact.id if collected.artifact else "(none)")
-        if collected.artifact is None:
-            raise DemoError("collect was asked for an artifact but the response has none")
+        run_id, xcoms = read_xcoms()
+        staged = xcoms[("upload_report", "return_value")]
+        say("dag run", f"{run_id}: success")
+        say("\nIds that travelled through XCom")
+        say("upload file_id", xcoms[("upload_report", "file_id")])
+        say("runtime_path", xcoms[("upload_report", "runtime_path")])
+        collected_id = xcoms[("collect_results", "file_id")]
+        say("collect file_id", collected_id)
+        say("artifact_id", xcoms[("collect_results", "artifact_id")])
+        handed = xcoms[("hand_off", "return_value")]
+        say("hand_off got", f"file {handed['file_id']}, artifact {handed['artifact_id']}")
 
         records = {record["id"]: record for record in emulator.stored_files()}
-        record = records.get(collected.file.id)
+        uploaded = records.get(staged["id"])
+        report = Path(xcoms[("generate_report", "return_value")])
+        if uploaded is None or uploaded["sha256"] != sha256(report.read_bytes()):
+            raise DemoError("the emulator's copy of the uploaded report differs from the local report")
+        record = records.get(collected_id)
         if record is None:
-            raise DemoError(f"the emulator does not list collected file {collected.file.id}")
+            raise DemoError(f"the emulator does not list collected file {collected_id}")
         blob = find_blob(data_dir, record)
         on_disk = sha256(blob.read_bytes())
         if not (on_disk == sha256(results) == record.get("sha256")):
             raise DemoError(f"sha256 mismatch: wrote {sha256(results)}, the emulator has {on_disk}")
-        say("collected bytes", blob)
+        say("\nWhere the collected bytes are")
+        say("on disk", blob)
         say("sha256", f"{on_disk[:16]}... ({len(results)} bytes, same as the browser wrote)")
     say(f"\nDemo passed in {time.monotonic() - started:.1f} s. The emulator is stopped; its data is kept in")
     say(f"{data_dir}")
@@ -145,7 +174,6 @@ def main() -> int:
     finally:
         # Airflow's scratch home is not interesting after the run; the emulator's data is.
         shutil.rmtree(work / "airflow-home", ignore_errors=True)
-        (work / "daily_report.csv").unlink(missing_ok=True)
     return 0
 
 
