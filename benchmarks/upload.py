@@ -198,7 +198,23 @@ def report(result: dict[str, Any]) -> bool:
     for passed, line in checks(result):
         ok = ok and passed
         print(f"{'PASS' if passed else 'FAIL'}: {line}")
+    for line in cpu_notes(result):
+        print(f"INFO: {line}")
     return ok
+
+
+def cpu_notes(result: dict[str, Any]) -> list[str]:
+    """The hook's CPU time per upload next to curl's: the per-byte cost, which a busy machine hardly moves."""
+    rows = {(row["label"], row["client"]): row for row in result["summary"]}
+    notes = []
+    if "hook" in result["clients"] and "curl" in result["clients"]:
+        for size in result["sizes"]:
+            label = size_label(size)
+            hook, curl = rows[(label, "hook")]["cpu_seconds"], rows[(label, "curl")]["cpu_seconds"]
+            notes.append(
+                f"hook CPU {hook:.3f} s vs curl {curl:.3f} s at {label} ({hook / max(curl, 1e-9):.2f}x)"
+            )
+    return notes
 
 
 def main(argv: list[str] | None = None) -> int:
