@@ -1,6 +1,6 @@
 """Operators that move files between an Airflow worker and a live BCTRL browser runtime.
 
-- :class:`BctrlUploadFileOperator` puts a local file into a runtime's workspace (the bytes are also
+- :class:`BctrlUploadFileOperator` puts a local or object storage file into a runtime's workspace (the bytes are also
   kept as a durable space file).
 - :class:`BctrlCollectFileOperator` copies a file the runtime produced into durable space storage,
   optionally recording it as a run artifact.
@@ -81,10 +81,10 @@ class _BctrlRuntimeFileOperator(BaseOperator):
 
 
 class BctrlUploadFileOperator(_BctrlRuntimeFileOperator):
-    """Upload a local file into a live BCTRL runtime's workspace.
+    """Upload a file into a live BCTRL runtime's workspace.
 
-    The file is streamed from the worker's disk and is also stored as a durable space file, whose id
-    is returned. Every argument can be a Jinja template or an ``XComArg`` (for example the runtime id
+    The file is streamed from the worker's disk or from object storage, and BCTRL also keeps it as a
+    durable space file, whose id is returned. Every argument can be a Jinja template or an ``XComArg`` (for example the runtime id
     returned by the task that started the runtime); ``metadata`` is rendered recursively, so templates
     inside its values work too.
 
