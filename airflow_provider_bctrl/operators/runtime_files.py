@@ -1,7 +1,7 @@
 """Operators that move files between an Airflow worker and a live BCTRL browser runtime.
 
-- :class:`BctrlUploadFileOperator` puts a local or object storage file into a runtime's workspace (the bytes are also
-  kept as a durable space file).
+- :class:`BctrlUploadFileOperator` puts a local or object storage file into a runtime's workspace
+  (the bytes are also kept as a durable space file).
 - :class:`BctrlCollectFileOperator` copies a file the runtime produced into durable space storage,
   optionally recording it as a run artifact.
 
