@@ -24,7 +24,7 @@ from airflow_provider_bctrl.exceptions import BctrlInputError
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
-__all__ = ["Destination", "Source", "is_uri", "resolve_destination", "resolve_source"]
+__all__ = ["Destination", "Source", "is_object_path", "is_uri", "resolve_destination", "resolve_source"]
 
 
 def is_uri(value: object) -> bool:
@@ -35,7 +35,8 @@ def is_uri(value: object) -> bool:
     return len(scheme) > 1 and scheme.replace("+", "").replace("-", "").replace(".", "").isalnum()
 
 
-def _is_object_path(value: object) -> bool:
+def is_object_path(value: object) -> bool:
+    """Whether ``value`` is an Airflow ``ObjectStoragePath`` (checked without importing object storage)."""
     # Checked by name first so that a plain local path never imports the object storage layer.
     return type(value).__name__ == "ObjectStoragePath" or any(
         cls.__name__ == "ObjectStoragePath" for cls in type(value).__mro__
@@ -75,7 +76,7 @@ def resolve_source(source: Any, *, conn_id: str | None = None, argument: str = "
     """Check that ``source`` is an existing regular file, locally or in object storage."""
     if isinstance(source, str) and source.startswith("file://") and conn_id is None:
         source = source[len("file://") :]
-    if is_uri(source) or _is_object_path(source):
+    if is_uri(source) or is_object_path(source):
         path = _object_path(source, conn_id, argument)
         try:
             if not path.exists():
@@ -143,7 +144,7 @@ def resolve_destination(
     """Resolve where to write; an existing directory (or a value ending in '/') gets ``file_name`` appended."""
     if isinstance(destination, str) and destination.startswith("file://") and conn_id is None:
         destination = destination[len("file://") :]
-    if is_uri(destination) or _is_object_path(destination):
+    if is_uri(destination) or is_object_path(destination):
         text = str(destination)
         path = _object_path(destination, conn_id, argument)
         if text.endswith("/") or (path.exists() and path.is_dir()):

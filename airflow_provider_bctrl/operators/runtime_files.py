@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.sdk import BaseOperator
 
 from airflow_provider_bctrl import DEFAULT_CONN_ID
-from airflow_provider_bctrl._storage import _is_object_path, is_uri
+from airflow_provider_bctrl._storage import is_object_path, is_uri
 from airflow_provider_bctrl._validation import (
     check_artifact,
     check_id,
@@ -149,7 +149,7 @@ class BctrlUploadFileOperator(_BctrlRuntimeFileOperator):
 
     def _checked_source(self) -> Any:
         source = self.source
-        if is_uri(source) or _is_object_path(source):
+        if is_uri(source) or is_object_path(source):
             # Object storage: the hook checks that the object exists before it sends anything.
             if self.source_conn_id is not None:
                 check_id(self.source_conn_id, "source_conn_id")
