@@ -56,8 +56,8 @@ class TransferProgress:
         now = self._clock()
         if done >= self._next_bytes or now >= self._next_time:
             self._emit(now)
-            while self._next_bytes <= done:
-                self._next_bytes += self._step
+            # Both limits count from this line: the next one comes after another 10 % or 30 s.
+            self._next_bytes = done + self._step
             self._next_time = now + self._interval
 
     def _emit(self, now: float) -> None:

@@ -26,16 +26,6 @@ SUMMARY = re.compile(
 )
 
 
-#: TransferProgress.update counts the 10 % steps from fixed marks (10 %, 20 %, ...) but the 30 s from the
-#: last line, so a line logged on time just before a mark is followed at once by one for the mark: two
-#: lines seconds and a fraction of a percent apart. "Every 10 % or every 30 s, whichever comes first"
-#: means 10 % or 30 s since the last line; setting ``self._next_bytes = done + self._step`` after each
-#: line does that. strict: these start passing (and the marker must go) once it is fixed.
-SPACING_FROM_LAST_LINE = pytest.mark.xfail(
-    reason="TransferProgress counts 10 % steps from fixed marks, not from the last line", strict=True
-)
-
-
 class FakeClock:
     """A monotonic clock the test moves by hand."""
 
@@ -90,7 +80,6 @@ def test_a_fast_transfer_logs_once_per_tenth_and_a_summary(
     assert len(messages) == len(lines) + 1
 
 
-@SPACING_FROM_LAST_LINE
 def test_a_slow_transfer_logs_every_30_seconds(
     logger: logging.Logger, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -113,7 +102,6 @@ def test_a_slow_transfer_logs_every_30_seconds(
     assert len(_progress_lines(_messages(caplog, logger.name))) == len(stamps)
 
 
-@SPACING_FROM_LAST_LINE
 @pytest.mark.parametrize("chunk", [1, 7 * MIB, 33 * MIB])
 def test_lines_are_at_least_a_tenth_or_30_seconds_apart(
     logger: logging.Logger, caplog: pytest.LogCaptureFixture, chunk: int
