@@ -1,0 +1,218 @@
+"""A real Airflow deployment for the tests: ``airflow standalone`` in its own process group.
+
+``airflow standalone`` runs the scheduler (LocalExecutor), the dag-processor, the triggerer and the
+api-server as child processes. It is started with its own home and SQLite database, on a loopback
+port, with all-admins auth; it is stopped with SIGTERM to its whole process group (SIGINT is ignored
+when it runs in the background), then SIGKILL after a bounded wait.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import requests
+
+AIRFLOW_BIN = str(Path(sys.executable).with_name("airflow"))
+#: How long the deployment may take to answer, and to stop, on 2 busy cores.
+START_TIMEOUT = 120.0
+STOP_GRACE = 30.0
+
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def poll(
+    what: str,
+    probe: Callable[[], T | None],
+    *,
+    timeout: float,
+    interval: float = 1.0,
+    context: Callable[[], str],
+) -> T:
+    """Call ``probe`` until it returns something other than None; bounded in tries and time."""
+    started = time.monotonic()
+    for _ in range(int(timeout / interval) + 1):
+        result = probe()
+        if result is not None:
+            return result
+        if time.monotonic() - started > timeout:
+            break
+        time.sleep(interval)
+    raise AssertionError(f"Timed out after {timeout:g} s waiting for {what}.\n{context()}")
+
+
+@dataclass
+class Standalone:
+    """A running ``airflow standalone`` and a REST client for its ``/api/v2``."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    session: requests.Session = field(default_factory=requests.Session)
+
+    def log_tail(self, chars: int = 8000) -> str:
+        """The end of the deployment's combined output, for failure messages."""
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            return f"(no log: {exc})"
+        return f"--- airflow standalone output (last {chars} chars) ---\n{text[-chars:]}"
+
+    def api(self, method: str, path: str, *, expect: tuple[int, ...] = (200,), **kwargs: Any) -> Any:
+        """Call ``/api/v2<path>``; the decoded JSON, or AssertionError naming the status and body."""
+        response = self.session.request(method, f"{self.url}/api/v2{path}", timeout=(5, 60), **kwargs)
+        assert response.status_code in expect, (
+            f"{method} /api/v2{path} answered {response.status_code}: {response.text[:2000]}"
+        )
+        return response.json() if response.content else None
+
+    def authenticate(self) -> None:
+        """Get a JWT from the simple auth manager (all-admins mode hands one out without credentials)."""
+        response = self.session.get(f"{self.url}/auth/token", timeout=(5, 30))
+        assert response.status_code == 201, (
+            f"GET /auth/token answered {response.status_code}: {response.text}"
+        )
+        self.session.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
+
+
+def standalone_env(home: Path, port: int, dags_folder: Path, extra: Mapping[str, str]) -> dict[str, str]:
+    """The environment of the deployment: isolated home, loopback API, LocalExecutor, 4 task slots."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "AIRFLOW_VAR_"))
+    }
+    env.update(
+        AIRFLOW_HOME=str(home),
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home / 'airflow.db'}",
+        AIRFLOW__CORE__DAGS_FOLDER=str(dags_folder),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__CORE__EXECUTOR="LocalExecutor",
+        # Without this LocalExecutor starts 32 idle workers.
+        AIRFLOW__CORE__PARALLELISM="4",
+        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS="True",
+        AIRFLOW__API__HOST="127.0.0.1",
+        AIRFLOW__API__PORT=str(port),
+        AIRFLOW__API__WORKERS="1",
+        # Tasks reach the execution API through this; the default (port 8080) refuses every task.
+        AIRFLOW__API__BASE_URL=f"http://127.0.0.1:{port}",
+        # Only runs the test triggers: unpausing a @daily DAG must not add a scheduled run.
+        AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE="False",
+        PYTHONUNBUFFERED="1",
+        NO_COLOR="1",
+    )
+    # standalone starts its components as `airflow ...` from PATH: make that this venv's airflow.
+    env["PATH"] = os.pathsep.join([str(Path(AIRFLOW_BIN).parent), env.get("PATH", "")])
+    env.update(extra)
+    return env
+
+
+@contextlib.contextmanager
+def run_standalone(home: Path, dags_folder: Path, extra_env: Mapping[str, str]) -> Iterator[Standalone]:
+    """Start ``airflow standalone``, wait until its API is healthy, and always stop its process group."""
+    port = free_port()
+    env = standalone_env(home, port, dags_folder, extra_env)
+    log_path = home / "standalone.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [AIRFLOW_BIN, "standalone"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deployment = Standalone(url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
+    try:
+
+        def healthy() -> bool | None:
+            if process.poll() is not None:
+                raise AssertionError(
+                    f"airflow standalone exited with code {process.returncode}.\n{deployment.log_tail()}"
+                )
+            # standalone keeps running when a component fails to start; do not wait out the timeout.
+            if "Exception in thread" in log_path.read_text(encoding="utf-8", errors="replace"):
+                raise AssertionError(
+                    f"An airflow standalone component failed to start.\n{deployment.log_tail()}"
+                )
+            try:
+                response = requests.get(f"{deployment.url}/api/v2/monitor/health", timeout=(1, 5))
+            except requests.RequestException:
+                return None
+            if response.status_code != 200:
+                return None
+            health = response.json()
+            parts = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+            if all((health.get(part) or {}).get("status") == "healthy" for part in parts):
+                return True
+            return None
+
+        started = time.monotonic()
+        poll("a healthy deployment", healthy, timeout=START_TIMEOUT, context=deployment.log_tail)
+        print(f"airflow standalone healthy after {time.monotonic() - started:.1f} s")
+        deployment.authenticate()
+        yield deployment
+    finally:
+        stopping = time.monotonic()
+        stop_group(process)
+        print(
+            f"airflow standalone stopped in {time.monotonic() - stopping:.1f} s (exit code {process.returncode})"
+        )
+        deployment.session.close()
+
+
+def stop_group(process: subprocess.Popen[bytes], grace: float = STOP_GRACE) -> None:
+    """SIGTERM the process group, wait up to ``grace`` seconds, then SIGKILL whatever is left."""
+    pgid = process.pid
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=grace)
+    _wait_group_gone(pgid, grace)
+    # Children (task workers, api-server workers) may outlive the leader; the group goes with it.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=10)
+    _wait_group_gone(pgid, 10)
+
+
+def group_members(pgid: int) -> list[str]:
+    """Live (not zombie) processes of a process group, as ``"pid state command"`` lines (Linux /proc)."""
+    members = []
+    for stat_path in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            stat = stat_path.read_text()
+        except OSError:
+            continue
+        # Fields after the command (which may hold spaces) start after its closing parenthesis.
+        command, _, rest = stat.rpartition(")")
+        fields = rest.split()
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(f"{stat_path.parent.name} {fields[0]} {command.partition('(')[2]}")
+    return members
+
+
+def _wait_group_gone(pgid: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    for _ in range(int(timeout / 0.2) + 1):
+        if not group_members(pgid) or time.monotonic() > deadline:
+            return
+        time.sleep(0.2)
