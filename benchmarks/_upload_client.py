@@ -1,7 +1,7 @@
 """One upload in a fresh process, so its peak RSS is its own: ``_upload_client.py CLIENT URL PATH``.
 
 ``CLIENT`` is ``hook`` (``BctrlHook.upload_file``; the connection comes from
-``AIRFLOW_CONN_BCTRL_DEFAULT``) or ``requests`` (plain ``requests.post(files=...)``, the naive way).
+``AIRFLOW_CONN_BCTRL_DEFAULT``), ``hook-warm`` (the second upload on one hook) or ``requests`` (plain ``requests.post(files=...)``, the naive way).
 Imports, the connection lookup and the session set-up happen before the clock starts; the timed
 part is the upload call, connect included, up to the parsed response. Prints one JSON line.
 """
@@ -35,6 +35,22 @@ def upload_with_hook(url: str, path: Path) -> tuple[float, int | None]:
     return time.perf_counter() - started, staged.size_bytes
 
 
+def upload_with_warm_hook(url: str, path: Path) -> tuple[float, int | None]:
+    """Time a second ``upload_file`` on the same hook: the per-process first-use costs already paid.
+
+    The first upload in a process also pays one-time costs (the ``mimetypes`` database, the first
+    request through requests/urllib3, the first log lines, a garbage collection of everything Airflow
+    imported); this shows what is left per call once they are paid, over the reused connection.
+    """
+    from airflow_provider_bctrl.hooks.bctrl import BctrlHook
+
+    hook = BctrlHook(max_retries=0, timeout=600)
+    hook.upload_file("rt_bench", path, runtime_path="bench/warm-up-" + path.name)
+    started = time.perf_counter()
+    staged = hook.upload_file("rt_bench", path, runtime_path="bench/" + path.name)
+    return time.perf_counter() - started, staged.size_bytes
+
+
 def upload_with_requests(url: str, path: Path) -> tuple[float, int | None]:
     """Time ``requests.post(files=...)`` as most code writes it (it builds the whole body in memory)."""
     import requests
@@ -58,9 +74,11 @@ def upload_with_requests(url: str, path: Path) -> tuple[float, int | None]:
 def main(argv: list[str]) -> int:
     """Run one upload and print its seconds, CPU seconds, peak RSS before and after as JSON."""
     client, url, path = argv[1], argv[2], Path(argv[3])
-    upload = {"hook": upload_with_hook, "requests": upload_with_requests}[client]
+    upload = {"hook": upload_with_hook, "hook-warm": upload_with_warm_hook, "requests": upload_with_requests}[
+        client
+    ]
     # Import what the client needs before the baseline so "before" is the idle process.
-    if client == "hook":
+    if client.startswith("hook"):
         import airflow_provider_bctrl.hooks.bctrl  # noqa: F401
     else:
         import requests  # noqa: F401
