@@ -80,6 +80,15 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_provider_bctrl.operators.runtime_files"],
             }
         ],
+        # Asset("bctrl://<space_id>/<path>"): checked, built and mapped to OpenLineage here.
+        "asset-uris": [
+            {
+                "schemes": ["bctrl"],
+                "handler": "airflow_provider_bctrl.assets.sanitize_uri",
+                "factory": "airflow_provider_bctrl.assets.create_asset",
+                "to_openlineage_converter": "airflow_provider_bctrl.assets.convert_asset_to_openlineage",
+            }
+        ],
         "connection-types": [
             {
                 "connection-type": CONN_TYPE,

@@ -6,6 +6,16 @@ The re-exports are cheap: importing them loads neither ``requests`` nor the hook
 
 from __future__ import annotations
 
-from airflow_provider_bctrl.operators.runtime_files import BctrlCollectFileOperator, BctrlUploadFileOperator
+from airflow_provider_bctrl.operators.files import BctrlDownloadFileOperator
+from airflow_provider_bctrl.operators.runtime_files import (
+    BctrlCollectFileOperator,
+    BctrlStageFileOperator,
+    BctrlUploadFileOperator,
+)
 
-__all__ = ["BctrlCollectFileOperator", "BctrlUploadFileOperator"]
+__all__ = [
+    "BctrlCollectFileOperator",
+    "BctrlDownloadFileOperator",
+    "BctrlStageFileOperator",
+    "BctrlUploadFileOperator",
+]

@@ -4,16 +4,21 @@
   (the bytes are also kept as a durable space file).
 - :class:`BctrlCollectFileOperator` copies a file the runtime produced into durable space storage,
   optionally recording it as a run artifact.
+- :class:`BctrlStageFileOperator` puts a file that is already in durable storage (for example one
+  collected from another runtime) into a runtime's workspace, without uploading it again.
 
-Both are thin: they render and check their arguments, then hand the work to
+All are thin: they render and check their arguments, then hand the work to
 :class:`~airflow_provider_bctrl.hooks.bctrl.BctrlHook`.
 
 XCom contract (see ``docs/xcom.md``):
 
 - ``return_value`` is the API response JSON exactly as BCTRL sent it (upload: the ``RuntimeStagedFile``
   object; collect: ``{"file": {...}, "artifact": {...} | null}``).
-- Upload also pushes ``file_id`` and ``runtime_path``; collect also pushes ``file_id`` and
+- Upload and stage also push ``file_id`` and ``runtime_path``; collect also pushes ``file_id`` and
   ``artifact_id`` (``None`` when no artifact was recorded).
+
+Asset events (``docs/assets.md``): every :class:`~airflow.sdk.Asset` in a task's ``outlets`` gets the
+ids of what the task moved in its event's ``extra``. Lineage: ``docs/lineage.md``.
 
 This module is imported whenever a DAG file that uses the operators is parsed, so it imports
 neither ``requests`` nor the hook at module level: the hook is created on first use in ``execute``.
@@ -23,10 +28,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
-
-from airflow.sdk import BaseOperator
 
 from airflow_provider_bctrl import DEFAULT_CONN_ID
 from airflow_provider_bctrl._storage import is_object_path, is_uri
@@ -40,13 +43,19 @@ from airflow_provider_bctrl._validation import (
     check_runtime_source_path,
     check_storage_path,
 )
+from airflow_provider_bctrl.exceptions import BctrlInputError
+from airflow_provider_bctrl.operators._base import (
+    BctrlBaseOperator,
+    location_extra,
+    runtime_file_ref,
+    space_file_ref,
+    uri_ref,
+)
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context, ObjectStoragePath
+    from airflow.sdk import Asset, Context, ObjectStoragePath
 
-    from airflow_provider_bctrl.hooks.bctrl import BctrlHook
-
-__all__ = ["BctrlCollectFileOperator", "BctrlUploadFileOperator"]
+__all__ = ["BctrlCollectFileOperator", "BctrlStageFileOperator", "BctrlUploadFileOperator"]
 
 #: XCom keys pushed in addition to ``return_value``.
 XCOM_FILE_ID = "file_id"
@@ -54,33 +63,7 @@ XCOM_RUNTIME_PATH = "runtime_path"
 XCOM_ARTIFACT_ID = "artifact_id"
 
 
-class _BctrlRuntimeFileOperator(BaseOperator):
-    """Shared plumbing: the connection id, the lazily created hook and the extra XCom keys."""
-
-    # Paths such as "report.sql" or "query.json" must never be read as template files.
-    template_ext: Sequence[str] = ()
-
-    def __init__(self, *, bctrl_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.bctrl_conn_id = bctrl_conn_id
-
-    @cached_property
-    def hook(self) -> BctrlHook:
-        """The hook for ``bctrl_conn_id``, created on first use (never while the DAG is parsed)."""
-        from airflow_provider_bctrl.hooks.bctrl import BctrlHook
-
-        return BctrlHook(bctrl_conn_id=check_id(self.bctrl_conn_id, "bctrl_conn_id"))
-
-    def _push_keys(self, context: Context, values: Mapping[str, Any]) -> None:
-        # Keys follow do_xcom_push like return_value does, so do_xcom_push=False pushes nothing.
-        if not self.do_xcom_push:
-            return
-        ti = context["ti"]
-        for key, value in values.items():
-            ti.xcom_push(key=key, value=value)
-
-
-class BctrlUploadFileOperator(_BctrlRuntimeFileOperator):
+class BctrlUploadFileOperator(BctrlBaseOperator):
     """Upload a file into a live BCTRL runtime's workspace.
 
     The file is streamed from the worker's disk or from object storage, and BCTRL also keeps it as a
@@ -92,8 +75,12 @@ class BctrlUploadFileOperator(_BctrlRuntimeFileOperator):
     ``runtimeId``, ``runtimePath``, ``sizeBytes``, ``expiresAt``); the keys ``file_id`` (the durable
     file id) and ``runtime_path`` (where the runtime sees the file) are pushed as well.
 
+    Assets: every :class:`~airflow.sdk.Asset` in ``outlets`` gets ``file_id``, ``runtime_id``,
+    ``runtime_path`` and the stored file's ``space_id``, ``path`` and ``uri`` in its event's extra
+    (looked up with one ``GET /v1/files/{id}``, only when there are outlets).
+
     .. seealso::
-        ``docs/operators/upload.md`` for examples.
+        ``docs/operators/upload.md`` for examples, ``docs/assets.md``, ``docs/lineage.md``.
 
     :param runtime_id: the runtime to receive the file, e.g. ``"{{ params.runtime_id }}"`` or the output
         of the task that started the runtime. (templated)
@@ -186,10 +173,42 @@ class BctrlUploadFileOperator(_BctrlRuntimeFileOperator):
             source_conn_id=self.source_conn_id,
         )
         self._push_keys(context, {XCOM_FILE_ID: staged.id, XCOM_RUNTIME_PATH: staged.runtime_path})
+        runtime_id = staged.runtime_id or args["runtime_id"]
+        self._uploaded_file_id = staged.id
+        self._lineage_inputs = [uri_ref(_source_uri(args["source"]))]
+        self._lineage_outputs = (
+            [runtime_file_ref(runtime_id, staged.runtime_path)] if staged.runtime_path else []
+        )
+        if self._declared_assets:
+            self._emit_asset_events(
+                context,
+                {
+                    XCOM_FILE_ID: staged.id,
+                    "runtime_id": runtime_id,
+                    XCOM_RUNTIME_PATH: staged.runtime_path,
+                    **self._location_extra(staged.id),
+                },
+            )
         return staged.raw
 
+    def _complete_lineage(self) -> None:
+        # The upload response names no space or storage path: look the stored copy up (once).
+        file_id = getattr(self, "_uploaded_file_id", None)
+        if file_id is None:
+            return
+        stored = self._space_file(file_id)
+        if stored is not None and stored not in self._lineage_outputs:
+            self._lineage_outputs.insert(0, stored)
 
-class BctrlCollectFileOperator(_BctrlRuntimeFileOperator):
+
+def _source_uri(source: Any) -> str:
+    """A checked upload source as a URI for lineage: ``file:///abs/path`` or the object storage URI."""
+    if is_uri(source) or is_object_path(source):
+        return str(source)
+    return Path(source).resolve().as_uri()
+
+
+class BctrlCollectFileOperator(BctrlBaseOperator):
     """Collect a file from a live BCTRL runtime into durable space storage.
 
     Optionally the file is also recorded as a run artifact (pass ``artifact``). Every argument can be
@@ -200,8 +219,13 @@ class BctrlCollectFileOperator(_BctrlRuntimeFileOperator):
     {...} | null}``; the keys ``file_id`` (the stored file's id) and ``artifact_id`` (``None`` when no
     artifact was recorded) are pushed as well.
 
+    Assets: every :class:`~airflow.sdk.Asset` in ``outlets`` gets ``file_id``, ``artifact_id`` and
+    ``run_id`` (when an artifact was recorded), ``runtime_id``, ``space_id``, ``path`` (the stored
+    file's storage path) and ``uri`` (``bctrl://<space_id>/<path>``) in its event's extra. With
+    ``space_id`` and ``storage_path`` given as plain strings, :attr:`asset` is that file's asset.
+
     .. seealso::
-        ``docs/operators/collect.md`` for examples.
+        ``docs/operators/collect.md`` for examples, ``docs/assets.md``, ``docs/lineage.md``.
 
     :param runtime_id: the runtime that holds the file. (templated)
     :param path: the file inside the runtime, absolute (``/tmp/runtime/output/results.json``) or
@@ -261,6 +285,27 @@ class BctrlCollectFileOperator(_BctrlRuntimeFileOperator):
             "artifact": None if self.artifact is None else check_artifact(self.artifact, "artifact"),
         }
 
+    @property
+    def asset(self) -> Asset:
+        """The asset ``bctrl://<space_id>/<storage_path>`` this task writes, for ``outlets`` or a schedule.
+
+        Needs ``space_id`` and ``storage_path`` as plain strings (not templates): an asset is fixed
+        when the DAG is parsed.
+
+        :raises BctrlInputError: when either is missing or templated.
+        """
+        from airflow_provider_bctrl.assets import create_asset
+
+        for argument in ("space_id", "storage_path"):
+            value = getattr(self, argument)
+            if not isinstance(value, str) or "{{" in value or "{%" in value:
+                raise BctrlInputError(
+                    f"{self.task_id}.asset needs {argument} as a plain string, got {value!r}; an asset is "
+                    "fixed at parse time. Use airflow_provider_bctrl.assets.create_asset() for a logical "
+                    "dataset instead."
+                )
+        return create_asset(space_id=self.space_id, path=self.storage_path)  # type: ignore[arg-type]
+
     def execute(self, context: Context) -> dict[str, Any]:
         """Collect the file; return the API's response JSON and push ``file_id``/``artifact_id``."""
         args = self._checked_arguments()
@@ -272,6 +317,118 @@ class BctrlCollectFileOperator(_BctrlRuntimeFileOperator):
             name=args["name"],
             artifact=args["artifact"],
         )
-        artifact_id = collected.artifact.id if collected.artifact is not None else None
+        artifact = collected.artifact
+        artifact_id = artifact.id if artifact is not None else None
         self._push_keys(context, {XCOM_FILE_ID: collected.file.id, XCOM_ARTIFACT_ID: artifact_id})
+        # Resolved by collect_file already (the argument, else the connection's or the key's default).
+        space_id = args["space_id"] or self.hook.get_default_space_id()
+        self._lineage_inputs = [runtime_file_ref(args["runtime_id"], args["path"])]
+        self._collected_file_id = collected.file.id
+        location = location_extra(space_id, collected.file.path) if collected.file.path else {}
+        self._lineage_outputs = [space_file_ref(space_id, collected.file.path)] if collected.file.path else []
+        if self._declared_assets:
+            self._emit_asset_events(
+                context,
+                {
+                    XCOM_FILE_ID: collected.file.id,
+                    XCOM_ARTIFACT_ID: artifact_id,
+                    "run_id": artifact.run_id if artifact is not None else None,
+                    "runtime_id": args["runtime_id"],
+                    **(location or self._location_extra(collected.file.id)),
+                },
+            )
         return collected.raw
+
+    def _complete_lineage(self) -> None:
+        file_id = getattr(self, "_collected_file_id", None)
+        if file_id is not None and not self._lineage_outputs:  # the response had no path
+            stored = self._space_file(file_id)
+            if stored is not None:
+                self._lineage_outputs.append(stored)
+
+
+class BctrlStageFileOperator(BctrlBaseOperator):
+    """Put a file that is already in BCTRL durable storage into a live runtime's workspace.
+
+    No bytes pass through the worker: BCTRL copies the stored file (``POST
+    /v1/runtimes/{runtimeId}/files/stage``). The natural follow-up of a collect in another runtime, or
+    of an upload whose file a second runtime needs too. Every argument can be a Jinja template or an
+    ``XComArg``, e.g. ``collect.output["file_id"]``.
+
+    XCom: ``return_value`` is the API's ``RuntimeStagedFile`` JSON as received (``id`` is the durable
+    file id that was staged); the keys ``file_id`` and ``runtime_path`` are pushed as well, like
+    upload's.
+
+    Assets: every :class:`~airflow.sdk.Asset` in ``outlets`` gets ``file_id``, ``runtime_id`` and
+    ``runtime_path`` in its event's extra.
+
+    .. seealso::
+        ``docs/operators/stage.md`` for examples.
+
+    :param runtime_id: the runtime to receive the file. (templated)
+    :param file_id: the durable file's id, from an upload or a collect (their ``file_id`` XCom).
+        (templated)
+    :param runtime_path: destination relative to the runtime workspace, e.g. ``"inputs/report.csv"``;
+        a trailing ``/`` names a directory. Default: chosen by BCTRL. (templated)
+    :param name: the file's name in the runtime; default: the stored file's name. (templated)
+    :param bctrl_conn_id: the Airflow connection of type ``bctrl`` to use. (templated)
+    """
+
+    template_fields: Sequence[str] = ("runtime_id", "file_id", "runtime_path", "name", "bctrl_conn_id")
+    ui_color = "#e8e0f5"
+
+    def __init__(
+        self,
+        *,
+        runtime_id: str,
+        file_id: str,
+        runtime_path: str | None = None,
+        name: str | None = None,
+        bctrl_conn_id: str = DEFAULT_CONN_ID,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(bctrl_conn_id=bctrl_conn_id, **kwargs)
+        self.runtime_id = runtime_id
+        self.file_id = file_id
+        self.runtime_path = runtime_path
+        self.name = name
+
+    def _checked_arguments(self) -> dict[str, Any]:
+        """The rendered arguments, checked; raises ``BctrlInputError`` naming the first bad one."""
+        return {
+            "runtime_id": check_id(self.runtime_id, "runtime_id"),
+            "file_id": check_id(self.file_id, "file_id"),
+            "runtime_path": (
+                None if self.runtime_path is None else check_runtime_path(self.runtime_path, "runtime_path")
+            ),
+            "name": None if self.name is None else check_name(self.name, "name"),
+        }
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        """Stage the file; return the API's ``RuntimeStagedFile`` JSON and push ``file_id``/``runtime_path``."""
+        args = self._checked_arguments()
+        staged = self.hook.stage_file(
+            args["runtime_id"], args["file_id"], runtime_path=args["runtime_path"], name=args["name"]
+        )
+        self.log.info(
+            "Staged file %s into runtime %s at %s", staged.id, args["runtime_id"], staged.runtime_path
+        )
+        self._push_keys(context, {XCOM_FILE_ID: staged.id, XCOM_RUNTIME_PATH: staged.runtime_path})
+        runtime_id = staged.runtime_id or args["runtime_id"]
+        self._staged_file_id = args["file_id"]
+        self._lineage_inputs = []
+        self._lineage_outputs = (
+            [runtime_file_ref(runtime_id, staged.runtime_path)] if staged.runtime_path else []
+        )
+        self._emit_asset_events(
+            context,
+            {XCOM_FILE_ID: staged.id, "runtime_id": runtime_id, XCOM_RUNTIME_PATH: staged.runtime_path},
+        )
+        return staged.raw
+
+    def _complete_lineage(self) -> None:
+        file_id = getattr(self, "_staged_file_id", None)
+        if file_id is not None and not self._lineage_inputs:
+            stored = self._space_file(file_id)
+            if stored is not None:
+                self._lineage_inputs.append(stored)

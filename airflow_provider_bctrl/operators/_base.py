@@ -1,0 +1,184 @@
+"""What every BCTRL operator shares: the lazily created hook, extra XCom keys, asset events, lineage.
+
+Imported at every parse of a DAG file that uses the operators, so nothing heavy is imported here:
+the hook is created on first use, and OpenLineage classes are imported only inside the lineage
+methods, which the OpenLineage listener calls after a task ran.
+
+Lineage naming (``docs/lineage.md``):
+
+- a durable space file: namespace ``bctrl://<space_id>``, name = its storage path (the same as the
+  ``bctrl://<space_id>/<path>`` asset URI);
+- a file in a runtime's workspace: namespace ``bctrl-runtime://<runtime_id>``, name = its path in the
+  runtime as the API reported or was given it;
+- a local file: namespace ``file``, name = the absolute path;
+- object storage: namespace ``<scheme>://<bucket>``, name = the key.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import Asset, BaseOperator
+
+from airflow_provider_bctrl import DEFAULT_CONN_ID
+from airflow_provider_bctrl._validation import check_id
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.openlineage.facet import Dataset
+    from airflow.providers.openlineage.extractors import OperatorLineage
+    from airflow.sdk import Context
+
+    from airflow_provider_bctrl.hooks.bctrl import BctrlHook
+
+#: OpenLineage namespace prefix of files inside a runtime's workspace.
+RUNTIME_NAMESPACE_SCHEME = "bctrl-runtime"
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    """One side of a transfer as an OpenLineage (namespace, name) pair, built without OpenLineage."""
+
+    namespace: str
+    name: str
+
+
+def space_file_ref(space_id: str, path: str) -> DatasetRef:
+    """A durable file in a space: ``bctrl://<space_id>`` + storage path."""
+    return DatasetRef(namespace=f"bctrl://{space_id}", name=path)
+
+
+def runtime_file_ref(runtime_id: str, path: str) -> DatasetRef:
+    """A file in a runtime's workspace: ``bctrl-runtime://<runtime_id>`` + path in the runtime."""
+    return DatasetRef(namespace=f"{RUNTIME_NAMESPACE_SCHEME}://{runtime_id}", name=path)
+
+
+def location_extra(space_id: str, path: str) -> dict[str, Any]:
+    """The asset event extra naming a durable file: ``space_id``, ``path`` and its ``bctrl://`` ``uri``."""
+    return {"space_id": space_id, "path": path, "uri": f"bctrl://{space_id}/{path}"}
+
+
+def uri_ref(uri: str) -> DatasetRef:
+    """A local (``file:///abs/path``) or object storage URI (``s3://bucket/key``) as a dataset."""
+    parts = urllib.parse.urlsplit(uri)
+    if parts.scheme in ("", "file"):
+        return DatasetRef(namespace="file", name=urllib.parse.unquote(parts.path))
+    return DatasetRef(namespace=f"{parts.scheme}://{parts.netloc}", name=parts.path.lstrip("/"))
+
+
+class BctrlBaseOperator(BaseOperator):
+    """Shared plumbing: the connection id, the lazily created hook, extra XCom keys, asset events, lineage.
+
+    Subclasses fill ``self._lineage_inputs`` / ``self._lineage_outputs`` in ``execute`` (or leave
+    durable files to :meth:`_space_file` to look up later) and call :meth:`_emit_asset_events`.
+
+    :param bctrl_conn_id: the Airflow connection of type ``bctrl`` to use. (templated)
+    """
+
+    # Paths such as "report.sql" or "query.json" must never be read as template files.
+    template_ext: Sequence[str] = ()
+
+    def __init__(self, *, bctrl_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.bctrl_conn_id = bctrl_conn_id
+        self._lineage_inputs: list[DatasetRef] = []
+        self._lineage_outputs: list[DatasetRef] = []
+
+    @cached_property
+    def hook(self) -> BctrlHook:
+        """The hook for ``bctrl_conn_id``, created on first use (never while the DAG is parsed)."""
+        from airflow_provider_bctrl.hooks.bctrl import BctrlHook
+
+        return BctrlHook(bctrl_conn_id=check_id(self.bctrl_conn_id, "bctrl_conn_id"))
+
+    def _push_keys(self, context: Context, values: Mapping[str, Any]) -> None:
+        # Keys follow do_xcom_push like return_value does, so do_xcom_push=False pushes nothing.
+        if not self.do_xcom_push:
+            return
+        ti = context["ti"]
+        for key, value in values.items():
+            ti.xcom_push(key=key, value=value)
+
+    # ------------------------------------------------------------------------------ asset events
+
+    @property
+    def _declared_assets(self) -> list[Asset]:
+        """The concrete assets the DAG author listed in ``outlets`` (aliases and refs are left alone)."""
+        return [outlet for outlet in self.outlets if isinstance(outlet, Asset)]
+
+    def _emit_asset_events(self, context: Context, extra: Mapping[str, Any]) -> None:
+        """Add ``extra`` (the ids of what this task produced) to the event of every declared outlet asset.
+
+        Only outlets the DAG author declared get events; nothing is invented at run time. ``None``
+        values are left out so consumers can test with ``"artifact_id" in extra``.
+        """
+        assets = self._declared_assets
+        if not assets:
+            return
+        values = {key: value for key, value in extra.items() if value is not None}
+        outlet_events = context["outlet_events"]
+        for asset in assets:
+            outlet_events[asset].extra.update(values)
+        self.log.info("Asset event extra for %s: %s", ", ".join(a.uri for a in assets), values)
+
+    # ------------------------------------------------------------------------------ lineage
+
+    def _stored_location(self, file_id: str) -> tuple[str, str] | None:
+        """``(space_id, path)`` of the durable file ``file_id``, from ``GET /v1/files/{id}`` (once per task).
+
+        Used for lineage and asset event extras, which must never fail a transfer that worked: a
+        failed lookup is logged and gives ``None``.
+        """
+        cache: dict[str, tuple[str, str] | None] = self.__dict__.setdefault("_stored_location_cache", {})
+        if file_id not in cache:
+            try:
+                stored = self.hook.get_file(file_id)
+            except Exception as exc:
+                self.log.warning("Could not look up BCTRL file %s for lineage/asset events: %s", file_id, exc)
+                return None
+            if stored.space_id and stored.path:
+                cache[file_id] = (stored.space_id, stored.path)
+            else:
+                self.log.warning("BCTRL file %s has no space id or path in its metadata", file_id)
+                cache[file_id] = None
+        return cache[file_id]
+
+    def _location_extra(self, file_id: str) -> dict[str, Any]:
+        """``space_id``, ``path`` and the concrete ``uri`` of a durable file, for an asset event's extra."""
+        location = self._stored_location(file_id)
+        if location is None:
+            return {}
+        return location_extra(*location)
+
+    def _space_file(self, file_id: str) -> DatasetRef | None:
+        """The durable file ``file_id`` as a lineage dataset, or ``None`` when it cannot be looked up."""
+        location = self._stored_location(file_id)
+        return space_file_ref(*location) if location is not None else None
+
+    def _complete_lineage(self) -> None:
+        """Hook for subclasses: fill in lineage that needs a lookup (runs only when lineage is asked for)."""
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
+        """OpenLineage inputs and outputs of the transfer that just ran (see ``docs/lineage.md``).
+
+        Called by the OpenLineage provider's listener after ``execute`` succeeded; needs
+        ``apache-airflow-providers-openlineage`` (the ``openlineage`` extra).
+
+        :param task_instance: the finished task instance (unused: everything was recorded by ``execute``).
+        """
+        from airflow.providers.openlineage.extractors import OperatorLineage
+
+        self._complete_lineage()
+        return OperatorLineage(
+            inputs=[_to_dataset(ref) for ref in self._lineage_inputs],
+            outputs=[_to_dataset(ref) for ref in self._lineage_outputs],
+        )
+
+
+def _to_dataset(ref: DatasetRef) -> Dataset:
+    from airflow.providers.common.compat.openlineage.facet import Dataset
+
+    return Dataset(namespace=ref.namespace, name=ref.name)

@@ -1,0 +1,107 @@
+"""Operators that work on durable BCTRL space files, independent of any runtime.
+
+- :class:`BctrlDownloadFileOperator` streams a stored file's bytes to a local path or to any Airflow
+  object storage destination (``s3://``, ``gs://``, ``memory://``, an ``ObjectStoragePath``).
+
+Like the runtime-file operators, it imports neither ``requests`` nor the hook at module level: DAG
+files import it at every parse.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_bctrl import DEFAULT_CONN_ID
+from airflow_provider_bctrl._storage import is_object_path, is_uri
+from airflow_provider_bctrl._validation import check_id
+from airflow_provider_bctrl.exceptions import BctrlInputError
+from airflow_provider_bctrl.operators._base import BctrlBaseOperator, uri_ref
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context, ObjectStoragePath
+
+__all__ = ["BctrlDownloadFileOperator"]
+
+
+class BctrlDownloadFileOperator(BctrlBaseOperator):
+    """Download a durable BCTRL file to a local path or object storage.
+
+    The bytes are streamed (``GET /v1/files/{fileId}/content``), never held in memory, and written
+    atomically: they go to a temporary sibling that is moved into place only when every byte arrived,
+    so a failed download leaves no half file behind and never clobbers an existing one. A download
+    that breaks off is retried from the start (it is a read), up to the connection's ``max_retries``.
+
+    XCom: ``return_value`` is the URI written, e.g. ``file:///data/report.json`` or
+    ``s3://bucket/reports/report.json``. No other keys are pushed: the file id is the task's own
+    argument, so downstream tasks that need it already have it.
+
+    Assets: every :class:`~airflow.sdk.Asset` in ``outlets`` (typically the destination's own asset,
+    such as ``Asset("s3://bucket/reports/latest.json")``) gets ``file_id``, ``destination`` (the URI
+    written) and the stored file's ``space_id``, ``path`` and ``uri`` in its event's extra.
+
+    .. seealso::
+        ``docs/operators/download.md`` for examples.
+
+    :param file_id: the durable file's id, e.g. a collect's ``file_id`` XCom. (templated)
+    :param destination: a local file path, an existing local directory or a path ending in ``/``
+        (the stored file's name is used), an :class:`~airflow.sdk.ObjectStoragePath`, or an object
+        storage URI such as ``s3://bucket/key``. A local directory must exist. (templated)
+    :param destination_conn_id: the Airflow connection used to write an object storage
+        ``destination`` URI (e.g. ``aws_default``); not used for local paths. (templated)
+    :param bctrl_conn_id: the Airflow connection of type ``bctrl`` to use. (templated)
+    """
+
+    template_fields: Sequence[str] = ("file_id", "destination", "destination_conn_id", "bctrl_conn_id")
+    ui_color = "#fdf0d5"
+
+    def __init__(
+        self,
+        *,
+        file_id: str,
+        destination: str | os.PathLike[str] | ObjectStoragePath,
+        destination_conn_id: str | None = None,
+        bctrl_conn_id: str = DEFAULT_CONN_ID,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(bctrl_conn_id=bctrl_conn_id, **kwargs)
+        self.file_id = file_id
+        self.destination = destination
+        self.destination_conn_id = destination_conn_id
+
+    def _checked_arguments(self) -> dict[str, Any]:
+        """The rendered arguments, checked; raises ``BctrlInputError`` naming the first bad one."""
+        destination = self.destination
+        is_local = not (is_uri(destination) or is_object_path(destination))
+        if is_local and (not isinstance(destination, (str, os.PathLike)) or not os.fspath(destination)):
+            raise BctrlInputError(
+                "destination must be a local path, an ObjectStoragePath or a URI such as "
+                f"s3://bucket/key, got {destination!r}."
+            )
+        if self.destination_conn_id is not None:
+            check_id(self.destination_conn_id, "destination_conn_id")
+        return {"file_id": check_id(self.file_id, "file_id"), "destination": destination}
+
+    def execute(self, context: Context) -> str:
+        """Download the file; return the destination URI."""
+        args = self._checked_arguments()
+        uri = self.hook.download_file(
+            args["file_id"], args["destination"], destination_conn_id=self.destination_conn_id
+        )
+        self._downloaded_file_id = args["file_id"]
+        self._lineage_inputs = []
+        self._lineage_outputs = [uri_ref(uri)]
+        if self._declared_assets:
+            self._emit_asset_events(
+                context,
+                {"file_id": args["file_id"], "destination": uri, **self._location_extra(args["file_id"])},
+            )
+        return uri
+
+    def _complete_lineage(self) -> None:
+        file_id = getattr(self, "_downloaded_file_id", None)
+        if file_id is not None and not self._lineage_inputs:
+            stored = self._space_file(file_id)
+            if stored is not None:
+                self._lineage_inputs.append(stored)
