@@ -24,18 +24,31 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def upload_with_hook(url: str, path: Path) -> tuple[float, int | None]:
-    """Time ``BctrlHook.upload_file``; return (seconds, size the server reported)."""
+class _Clock:
+    """Wall and CPU seconds of the timed part only."""
+
+    def __enter__(self) -> _Clock:
+        self.seconds = self.cpu_seconds = 0.0
+        self._wall, self._cpu = time.perf_counter(), _cpu_seconds()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.seconds = time.perf_counter() - self._wall
+        self.cpu_seconds = _cpu_seconds() - self._cpu
+
+
+def upload_with_hook(url: str, path: Path) -> tuple[_Clock, int | None]:
+    """Time ``BctrlHook.upload_file``; return the clock and the size the server reported."""
     from airflow_provider_bctrl.hooks.bctrl import BctrlHook
 
     hook = BctrlHook(max_retries=0, timeout=600)
     hook.session  # noqa: B018 - connection lookup and session set-up, outside the timed part
-    started = time.perf_counter()
-    staged = hook.upload_file("rt_bench", path, runtime_path="bench/" + path.name)
-    return time.perf_counter() - started, staged.size_bytes
+    with _Clock() as clock:
+        staged = hook.upload_file("rt_bench", path, runtime_path="bench/" + path.name)
+    return clock, staged.size_bytes
 
 
-def upload_with_warm_hook(url: str, path: Path) -> tuple[float, int | None]:
+def upload_with_warm_hook(url: str, path: Path) -> tuple[_Clock, int | None]:
     """Time a second ``upload_file`` on the same hook: the per-process first-use costs already paid.
 
     The first upload in a process also pays one-time costs (the ``mimetypes`` database, the first
@@ -46,19 +59,18 @@ def upload_with_warm_hook(url: str, path: Path) -> tuple[float, int | None]:
 
     hook = BctrlHook(max_retries=0, timeout=600)
     hook.upload_file("rt_bench", path, runtime_path="bench/warm-up-" + path.name)
-    started = time.perf_counter()
-    staged = hook.upload_file("rt_bench", path, runtime_path="bench/" + path.name)
-    return time.perf_counter() - started, staged.size_bytes
+    with _Clock() as clock:
+        staged = hook.upload_file("rt_bench", path, runtime_path="bench/" + path.name)
+    return clock, staged.size_bytes
 
 
-def upload_with_requests(url: str, path: Path) -> tuple[float, int | None]:
+def upload_with_requests(url: str, path: Path) -> tuple[_Clock, int | None]:
     """Time ``requests.post(files=...)`` as most code writes it (it builds the whole body in memory)."""
     import requests
 
     session = requests.Session()
     session.trust_env = False
-    started = time.perf_counter()
-    with path.open("rb") as source:
+    with _Clock() as clock, path.open("rb") as source:
         response = session.post(
             f"{url}/v1/runtimes/rt_bench/files/upload",
             files={"file": (path.name, source, "application/octet-stream")},
@@ -66,9 +78,9 @@ def upload_with_requests(url: str, path: Path) -> tuple[float, int | None]:
             headers={"Authorization": "Bearer bctrl_bench"},
             timeout=600,
         )
-    response.raise_for_status()
-    size = response.json().get("sizeBytes")
-    return time.perf_counter() - started, size
+        response.raise_for_status()
+        size = response.json().get("sizeBytes")
+    return clock, size
 
 
 def main(argv: list[str]) -> int:
@@ -83,11 +95,10 @@ def main(argv: list[str]) -> int:
     else:
         import requests  # noqa: F401
     before = _peak_mib()
-    cpu_before = _cpu_seconds()
-    seconds, server_bytes = upload(url, path)
+    clock, server_bytes = upload(url, path)
     report = {
-        "seconds": seconds,
-        "cpu_seconds": _cpu_seconds() - cpu_before,
+        "seconds": clock.seconds,
+        "cpu_seconds": clock.cpu_seconds,
         "server_bytes": server_bytes,
         "peak_before_mib": before,
         "peak_after_mib": _peak_mib(),
