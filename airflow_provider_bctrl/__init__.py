@@ -21,7 +21,7 @@ DEFAULT_CONN_ID = "bctrl_default"
 DEFAULT_BASE_URL = "https://api.bctrl.ai"
 
 #: Connection-form extra fields. The hook reads exactly these keys from ``Connection.extra``
-#: (``tests/hooks/test_connection_fields.py`` keeps the two in step).
+#: (``tests/hooks/test_connection_settings.py`` keeps the two in step).
 CONN_FIELDS: dict[str, dict[str, Any]] = {
     "space_id": {
         "label": "Default space id",

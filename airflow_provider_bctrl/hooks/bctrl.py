@@ -496,7 +496,7 @@ class BctrlHook(BaseHook):
             details = payload.get("details") if isinstance(payload.get("details"), Mapping) else None
             message = f"BCTRL API {status} {code}: {error_text}"
             if hint:
-                message += f"; hint: {hint}"
+                message = f"{message.rstrip('.')}. Hint: {hint}"
         else:
             code = error_text = hint = reason_class = None
             content_type = response.headers.get("Content-Type", "no content type").split(";")[0]
@@ -827,14 +827,16 @@ class BctrlHook(BaseHook):
         except BctrlConnectionConfigError as exc:
             return False, str(exc)
         except BctrlAuthError as exc:
+            # The API's own words and the request id; its hint is written for raw API users.
+            said = f"{exc.error or 'no message'} (request id {exc.request_id or 'unknown'})"
             if exc.status == 403:
                 return (
                     False,
-                    f"The API key is not allowed to use this API (403 {exc.code or 'forbidden'}): {exc}",
+                    f"The API key is not allowed to use this API (403 {exc.code or 'forbidden'}): {said}",
                 )
             return (
                 False,
-                f"BCTRL rejected the API key (401 {exc.code or 'unauthorized'}): check the API key field. {exc}",
+                f"BCTRL rejected the API key (401 {exc.code or 'unauthorized'}): check the API key field. {said}",
             )
         except BctrlTransportError as exc:
             cause = exc.__cause__
