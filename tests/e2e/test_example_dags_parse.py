@@ -12,7 +12,13 @@ from pathlib import Path
 import pytest
 
 EXAMPLE_DAGS = Path(__file__).resolve().parents[2] / "example_dags"
-EXPECTED_DAG_IDS = {"bctrl_report_pipeline", "bctrl_report_taskflow", "bctrl_upload_many"}
+EXPECTED_DAG_IDS = {
+    "bctrl_asset_consumer",
+    "bctrl_asset_producer",
+    "bctrl_report_pipeline",
+    "bctrl_report_taskflow",
+    "bctrl_upload_many",
+}
 
 # Runs in a fresh interpreter so that nothing imported by other tests hides a parse-time import.
 _PARSE_SCRIPT = r"""
