@@ -3,7 +3,7 @@
 The operators run their real ``execute`` with the real hook over HTTP. The context holds what
 ``execute`` reads: a task instance that records ``xcom_push`` (so the XCom contract can be checked
 without a metadata DB) and Airflow's own ``OutletEventAccessors``. Full DAG runs of these operators
-are in ``tests/e2e/test_assets.py``.
+are in ``tests/e2e/test_asset_pair.py``.
 """
 
 from __future__ import annotations
