@@ -77,7 +77,10 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": "BCTRL",
-                "python-modules": ["airflow_provider_bctrl.operators.runtime_files"],
+                "python-modules": [
+                    "airflow_provider_bctrl.operators.runtime_files",
+                    "airflow_provider_bctrl.operators.files",
+                ],
             }
         ],
         # Asset("bctrl://<space_id>/<path>"): checked, built and mapped to OpenLineage here.
