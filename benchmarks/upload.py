@@ -179,8 +179,12 @@ def checks(result: dict[str, Any]) -> list[tuple[bool, str]]:
     return lines
 
 
-def report(result: dict[str, Any]) -> bool:
-    """Print the table and the target checks; True when every target is met."""
+def report(result: dict[str, Any], *, smoke: bool = False) -> bool:
+    """Print the table and the target checks; True when every target is met.
+
+    :param smoke: a ``--quick`` run: its sizes are too small for the throughput target (fixed per-call
+        costs dominate, see docs/performance.md), so those lines are information, not a verdict.
+    """
     print(
         f"\nupload into the discarding sink, median of {result['rounds']} rounds (each client in a fresh process)"
     )
@@ -198,6 +202,9 @@ def report(result: dict[str, Any]) -> bool:
         print("(GNU time is not installed: peak RSS figures include the launching Python process's)")
     ok = True
     for passed, line in checks(result):
+        if smoke and line.startswith("hook throughput"):
+            print(f"INFO: {line} (quick run: sizes too small to judge throughput)")
+            continue
         ok = ok and passed
         print(f"{'PASS' if passed else 'FAIL'}: {line}")
     for line in cpu_notes(result):
@@ -246,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     print_machine(info)
     result = run(sorted(sizes), rounds, clients, verbose=not args.quiet)
     result["machine"] = info
-    ok = report(result)
+    ok = report(result, smoke=args.quick and not args.sizes)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return 0 if ok else 1
