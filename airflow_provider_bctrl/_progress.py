@@ -1,7 +1,8 @@
 """Progress lines for long transfers, written to the task log.
 
 A line at most every 10 % of the bytes or every 30 seconds, whichever comes first, and one summary
-line at the end — enough to see a multi-GiB upload moving without flooding the log.
+line at the end — enough to see a multi-GiB upload moving without flooding the log. A transfer that
+is over within ``quiet_seconds`` gets the summary line only: nobody needs to watch it move.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ class TransferProgress:
     :param total: the expected byte count.
     :param step_fraction: log at most once per this fraction of ``total``.
     :param interval: ...or once per this many seconds, whichever comes first.
+    :param quiet_seconds: no progress lines before this many seconds have passed (the summary is
+        always logged), so short transfers stay short in the log and cheap.
     """
 
     def __init__(
@@ -34,6 +37,7 @@ class TransferProgress:
         *,
         step_fraction: float = 0.10,
         interval: float = 30.0,
+        quiet_seconds: float = 0.0,
         clock: Callable[[], float] | None = None,
     ) -> None:
         self._log = log
@@ -45,6 +49,7 @@ class TransferProgress:
         self._started = self._clock()
         self._next_bytes = self._step
         self._next_time = self._started + interval
+        self._quiet_until = self._started + quiet_seconds
         self.done = 0
         self.lines = 0
 
@@ -54,6 +59,8 @@ class TransferProgress:
         if done >= self.total:
             return  # the summary line says it
         now = self._clock()
+        if now < self._quiet_until:
+            return
         if done >= self._next_bytes or now >= self._next_time:
             self._emit(now)
             # Both limits count from this line: the next one comes after another 10 % or 30 s.

@@ -359,3 +359,21 @@ def test_a_file_that_shrinks_mid_upload_is_a_clear_input_error(
         hook.upload_file(runtime_id, growing)
     assert "nothing was stored" in str(info.value)
     assert [f for f in emu.stored_files() if f["name"] == "being-written.csv"] == []
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("report.csv", "text/csv"),
+        ("DATA.JSON", "application/json"),
+        ("leads.xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+        ("export.parquet", "application/vnd.apache.parquet"),
+        ("dump.csv.gz", "application/gzip"),
+        ("no-extension", "application/octet-stream"),
+        ("weird.zzz", "application/octet-stream"),
+    ],
+)
+def test_content_type_comes_from_the_built_in_table(name: str, expected: str) -> None:
+    from airflow_provider_bctrl.hooks.bctrl import guess_content_type
+
+    assert guess_content_type(name) == expected

@@ -218,3 +218,31 @@ def test_a_real_upload_logs_bounded_progress_and_one_summary(
     assert messages.index(summaries[0].string) > max(
         (messages.index(line.string) for line in lines), default=-1
     )
+
+
+def test_a_transfer_within_the_quiet_seconds_logs_only_its_summary(
+    logger: logging.Logger, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock()
+    total = 100 * MIB
+    progress = TransferProgress(logger, "Upload of quick.bin", total, clock=clock, quiet_seconds=2.0)
+    for done in range(MIB, total + 1, MIB):  # all of it within 1 s
+        clock.now += 0.01
+        progress.update(done)
+    progress.finish()
+    messages = _messages(caplog, logger.name)
+    assert _progress_lines(messages) == []
+    assert len(_summary_lines(messages)) == 1
+
+
+def test_after_the_quiet_seconds_the_rate_rule_applies(
+    logger: logging.Logger, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock()
+    total = 100 * MIB
+    progress = TransferProgress(logger, "Upload of steady.bin", total, clock=clock, quiet_seconds=2.0)
+    for done in range(MIB, total + 1, MIB):  # 100 s in all, 1 % per second
+        clock.now += 1.0
+        progress.update(done)
+    percents = [int(line["percent"]) for line in _progress_lines(_messages(caplog, logger.name))]
+    assert percents == [10, 20, 30, 40, 50, 60, 70, 80, 90]  # past the quiet 2 s, 10 % steps as usual
