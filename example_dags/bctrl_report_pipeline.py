@@ -3,7 +3,9 @@
 # mypy: disable-error-code="arg-type, index"
 """Daily report through a BCTRL browser runtime: generate, upload, let the browser work, collect.
 
-1. ``generate_report`` writes today's CSV report on the worker.
+1. ``generate_report`` writes today's CSV report to ``report_base``: the worker's temp folder by default,
+   or object storage (``s3://bucket/reports`` with ``report_conn_id``) so that the upload can run on
+   another worker (Celery, Kubernetes).
 2. ``upload_report`` puts it into the runtime's workspace (``inputs/report-<ds>.csv``); the upload is also
    kept as a durable space file whose id is pushed as the ``file_id`` XCom.
 3. ``run_browser_agent`` is a **placeholder for your own step**: in real life it asks the BCTRL runtime
@@ -17,7 +19,8 @@ Configuration, all changeable without editing this file:
 
 - the BCTRL connection: param ``bctrl_conn_id`` (default ``bctrl_default``);
 - the runtime: param ``runtime_id``, or when that is empty the Airflow Variable ``bctrl_runtime_id``;
-- the file to collect: param ``output_path`` (default ``/tmp/runtime/output/results.json``).
+- the file to collect: param ``output_path`` (default ``/tmp/runtime/output/results.json``);
+- where the report is written: params ``report_base`` and ``report_conn_id`` (default: local temp folder).
 
 Try it: ``airflow dags test bctrl_report_pipeline -c '{"runtime_id": "<your runtime id>"}'``.
 """
@@ -31,7 +34,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import DAG, Param, get_current_context, task
+from airflow.sdk import DAG, ObjectStoragePath, Param, get_current_context, task
 
 from airflow_provider_bctrl.operators.runtime_files import BctrlCollectFileOperator, BctrlUploadFileOperator
 
@@ -57,6 +60,15 @@ with DAG(
             type="string",
             description="BCTRL runtime to work in. Empty: the Airflow Variable bctrl_runtime_id.",
         ),
+        "report_base": Param(
+            "",
+            type="string",
+            description="Where generate_report writes: empty for the worker's temp folder, or object "
+            "storage such as s3://bucket/reports when tasks run on different machines.",
+        ),
+        "report_conn_id": Param(
+            "", type="string", description="Connection for an object storage report_base, e.g. aws_default."
+        ),
         "output_path": Param(
             "/tmp/runtime/output/results.json",  # noqa: S108 - a path inside the runtime, not on the worker
             type="string",
@@ -67,24 +79,31 @@ with DAG(
 
     @task
     def generate_report() -> str:
-        """Write the day's report as CSV on the worker and return its path."""
+        """Write the day's report as CSV under ``report_base`` and return its path or URI."""
         context = get_current_context()
+        params = context["params"]
         run_dir = re.sub(r"[^A-Za-z0-9_.-]", "_", context["run_id"])
-        out_dir = Path(tempfile.gettempdir()) / "bctrl-example-reports" / context["dag"].dag_id / run_dir
-        out_dir.mkdir(parents=True, exist_ok=True)
-        report = out_dir / "report.csv"
+        base = params["report_base"] or str(Path(tempfile.gettempdir()) / "bctrl-example-reports")
+        folder = (
+            ObjectStoragePath(base, conn_id=params["report_conn_id"] or None)
+            / context["dag"].dag_id
+            / run_dir
+        )
+        folder.mkdir(parents=True, exist_ok=True)
+        report = folder / "report.csv"
         with report.open("w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
             writer.writerow(["date", "site", "url"])
             for site in ("alpha", "beta", "gamma"):
                 writer.writerow([context["ds"], site, f"https://{site}.example.com/"])
-        return str(report)
+        return str(report)  # a local path, or a URI the upload streams from object storage
 
     upload = BctrlUploadFileOperator(
         task_id="upload_report",
         bctrl_conn_id=CONN_ID,
         runtime_id=RUNTIME_ID,
         source=generate_report(),
+        source_conn_id="{{ params.report_conn_id }}",
         name="report-{{ ds }}.csv",
         runtime_path="inputs/",
         metadata={"report_date": "{{ ds }}", "dag_run": "{{ run_id }}"},

@@ -79,7 +79,7 @@ class BctrlDownloadFileOperator(BctrlBaseOperator):
                 "destination must be a local path, an ObjectStoragePath or a URI such as "
                 f"s3://bucket/key, got {destination!r}."
             )
-        if self.destination_conn_id is not None:
+        if self.destination_conn_id:  # "" (an unset template) means no connection
             check_id(self.destination_conn_id, "destination_conn_id")
         return {"file_id": check_id(self.file_id, "file_id"), "destination": destination}
 
@@ -87,7 +87,7 @@ class BctrlDownloadFileOperator(BctrlBaseOperator):
         """Download the file; return the destination URI."""
         args = self._checked_arguments()
         uri = self.hook.download_file(
-            args["file_id"], args["destination"], destination_conn_id=self.destination_conn_id
+            args["file_id"], args["destination"], destination_conn_id=self.destination_conn_id or None
         )
         self._downloaded_file_id = args["file_id"]
         self._lineage_inputs = []

@@ -138,10 +138,15 @@ class BctrlUploadFileOperator(BctrlBaseOperator):
         source = self.source
         if is_uri(source) or is_object_path(source):
             # Object storage: the hook checks that the object exists before it sends anything.
-            if self.source_conn_id is not None:
-                check_id(self.source_conn_id, "source_conn_id")
+            if self._source_conn_id is not None:
+                check_id(self._source_conn_id, "source_conn_id")
             return source
         return check_local_file(source, "source")
+
+    @property
+    def _source_conn_id(self) -> str | None:
+        # A template such as "{{ params.storage_conn_id }}" renders to "" when unset: no connection.
+        return self.source_conn_id or None
 
     def _checked_arguments(self) -> dict[str, Any]:
         """The rendered arguments, checked; raises ``BctrlInputError`` naming the first bad one."""
@@ -170,7 +175,7 @@ class BctrlUploadFileOperator(BctrlBaseOperator):
             runtime_path=args["runtime_path"],
             destination_path=args["destination_path"],
             metadata=args["metadata"],
-            source_conn_id=self.source_conn_id,
+            source_conn_id=self._source_conn_id,
         )
         self._push_keys(context, {XCOM_FILE_ID: staged.id, XCOM_RUNTIME_PATH: staged.runtime_path})
         runtime_id = staged.runtime_id or args["runtime_id"]

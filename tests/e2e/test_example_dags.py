@@ -107,6 +107,34 @@ def test_report_pipeline(run_dag, emu: BctrlEmulator, runtime_id: str, load_exam
     }
 
 
+def test_report_pipeline_with_the_report_in_object_storage(
+    run_dag, emu: BctrlEmulator, runtime_id: str, load_example
+) -> None:
+    """report_base on object storage: the report never touches the worker's disk, and the upload streams it."""
+    import fsspec
+    from airflow.sdk import ObjectStoragePath
+    from airflow.sdk.io import attach
+
+    attach("memory", fs=fsspec.filesystem("memory"))
+    _browser_output(emu, runtime_id)
+    day = pendulum.datetime(2031, 3, 16, tz="UTC")
+
+    result = run_dag(
+        load_example("bctrl_report_pipeline"),
+        conf={"runtime_id": runtime_id, "report_base": "memory://shared-reports"},
+        logical_date=day,
+    )
+
+    assert result.state == "success", result.task_states
+    source = result.xcom("generate_report")
+    assert source.startswith("memory://shared-reports/bctrl_report_pipeline/")
+    report_bytes = ObjectStoragePath(source).read_bytes()
+    assert b"2031-03-16" in report_bytes
+    staged = result.xcom("upload_report")
+    assert _stored(emu, staged["id"])["sha256"] == hashlib.sha256(report_bytes).hexdigest()
+    assert emu.read_runtime_file(runtime_id, staged["runtimePath"]) == report_bytes
+
+
 def test_report_pipeline_takes_runtime_from_variable(
     run_dag, emu: BctrlEmulator, load_example, monkeypatch: pytest.MonkeyPatch
 ) -> None:
