@@ -45,6 +45,11 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "description": "Automatic retries of safe requests on rate limits and unavailable upstreams.",
         "schema": {"type": ["integer", "null"], "default": 3, "minimum": 0, "maximum": 20},
     },
+    "max_retry_wait": {
+        "label": "Max wait between retries (seconds)",
+        "description": "Longest single wait before a retry, even when the server's Retry-After asks for more.",
+        "schema": {"type": ["integer", "null"], "default": 60, "minimum": 1, "maximum": 3600},
+    },
     "allow_insecure_http": {
         "label": "Allow plain http",
         "description": "Send the API key over unencrypted http:// to a non-loopback host. "

@@ -93,6 +93,7 @@ class BctrlConnectionSettings:
     connect_timeout: float
     read_timeout: float
     max_retries: int
+    max_retry_wait: float
     allow_insecure_http: bool
 
     @property
@@ -244,7 +245,8 @@ class BctrlHook(BaseHook):
     :param bctrl_conn_id: the Airflow connection id.
     :param timeout: seconds to wait for the server on each request; overrides the connection's.
     :param max_retries: automatic retries of safe requests; overrides the connection's.
-    :param max_retry_wait: the longest single wait between retries, whatever ``Retry-After`` says.
+    :param max_retry_wait: the longest single wait between retries, whatever ``Retry-After`` says;
+        overrides the connection's ``max_retry_wait`` (default 60 s).
     :param backoff_base: first backoff wait in seconds when the server gives no ``Retry-After``.
     """
 
@@ -259,7 +261,7 @@ class BctrlHook(BaseHook):
         *,
         timeout: float | None = None,
         max_retries: int | None = None,
-        max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT,
+        max_retry_wait: float | None = None,
         backoff_base: float = DEFAULT_BACKOFF_BASE,
         **kwargs: Any,
     ) -> None:
@@ -267,7 +269,7 @@ class BctrlHook(BaseHook):
         self.bctrl_conn_id = bctrl_conn_id
         self._timeout_override = timeout
         self._max_retries_override = max_retries
-        self.max_retry_wait = max_retry_wait
+        self._max_retry_wait_override = max_retry_wait
         self.backoff_base = backoff_base
         self._lock = threading.RLock()
         self._settings: BctrlConnectionSettings | None = None
@@ -333,6 +335,15 @@ class BctrlHook(BaseHook):
             )
         elif (value := _extra_value(extra, "max_retries")) is not None:
             max_retries = int(_as_number(value, "max_retries", conn_id, minimum=0, integer=True, maximum=20))
+        max_retry_wait = DEFAULT_MAX_RETRY_WAIT
+        if self._max_retry_wait_override is not None:
+            max_retry_wait = _as_number(
+                self._max_retry_wait_override, "max_retry_wait", conn_id, minimum=0, integer=False
+            )
+        elif (value := _extra_value(extra, "max_retry_wait")) is not None:
+            max_retry_wait = _as_number(
+                value, "max_retry_wait", conn_id, minimum=1, integer=False, maximum=3600
+            )
         space_id = _extra_id(extra, "space_id", conn_id)
         subaccount_id = _extra_id(extra, "subaccount_id", conn_id)
         return BctrlConnectionSettings(
@@ -344,6 +355,7 @@ class BctrlHook(BaseHook):
             connect_timeout=min(DEFAULT_CONNECT_TIMEOUT, read_timeout),
             read_timeout=read_timeout,
             max_retries=max_retries,
+            max_retry_wait=max_retry_wait,
             allow_insecure_http=allow_insecure,
         )
 
@@ -460,9 +472,9 @@ class BctrlHook(BaseHook):
         self, operation: str, attempt: int, retries: int, reason: str, retry_after: float | None
     ) -> None:
         if retry_after is not None:
-            wait = min(retry_after, self.max_retry_wait)
+            wait = min(retry_after, self.settings.max_retry_wait)
         else:
-            wait = backoff_delay(attempt, base=self.backoff_base, cap=self.max_retry_wait)
+            wait = backoff_delay(attempt, base=self.backoff_base, cap=self.settings.max_retry_wait)
         self.log.warning(
             "BCTRL %s attempt %d of %d failed: %s Retrying in %.2f s.",
             operation,

@@ -63,6 +63,9 @@ def test_port_field_is_appended_when_host_has_none(monkeypatch: pytest.MonkeyPat
         ({"password": KEY, "extra": {"max_retries": -1}}, "'max_retries' must be at least 0"),
         ({"password": KEY, "extra": {"max_retries": 1.5}}, "'max_retries' must be a whole number"),
         ({"password": KEY, "extra": {"allow_insecure_http": "maybe"}}, "must be true or false"),
+        ({"password": KEY, "extra": {"max_retry_wait": 0}}, "'max_retry_wait' must be at least 1"),
+        ({"password": KEY, "extra": {"timeout": 7200}}, "'timeout' must be at most 3600"),
+        ({"password": KEY, "extra": {"max_retries": 50}}, "'max_retries' must be at most 20"),
         ({"password": KEY, "extra": {"space_id": "a/b"}}, "is not a valid id"),
     ],
 )

@@ -96,6 +96,17 @@ def test_retry_after_is_capped_by_max_retry_wait(emu: BctrlEmulator, runtime_id:
     assert hook.retry_waits == [0.2]
 
 
+def test_max_retry_wait_from_the_connection(
+    emu: BctrlEmulator, runtime_id: str, source: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_BCTRL_CAPPED", emu.airflow_connection_json({"max_retry_wait": 1}))
+    emu.add_fault("upload", status=429, retry_after="3600")
+    hook = BctrlHook("bctrl_capped", max_retries=1)
+    hook.upload_file(runtime_id, source)
+    assert hook.retry_waits == [1.0]
+    assert hook.settings.max_retry_wait == 1.0
+
+
 def test_429_beyond_max_retries_raises_rate_limit_error(
     emu: BctrlEmulator, runtime_id: str, source: Path
 ) -> None:
