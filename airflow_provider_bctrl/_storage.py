@@ -147,7 +147,11 @@ def resolve_destination(
     if is_uri(destination) or is_object_path(destination):
         text = str(destination)
         path = _object_path(destination, conn_id, argument)
-        if text.endswith("/") or (path.exists() and path.is_dir()):
+        try:
+            is_directory = text.endswith("/") or (path.exists() and path.is_dir())
+        except Exception as exc:  # object stores raise their own types (permissions, missing buckets)
+            raise BctrlInputError(f"{argument} {text!r} cannot be used: {exc}") from None
+        if is_directory:
             path = path / _required_name(file_name, argument)
         return Destination(uri=str(path), object_path=path)
     if not isinstance(destination, (str, os.PathLike)) or not os.fspath(destination):

@@ -32,6 +32,15 @@ def parse_timestamp(value: Any) -> DateTime | str | None:
     return parsed if isinstance(parsed, DateTime) else value
 
 
+def _required_id(data: Mapping[str, Any]) -> str:
+    # A missing or non-string id must not become "None" in an XCom; the hook turns this into
+    # BctrlUnexpectedResponseError naming what was wrong.
+    value = data["id"]
+    if not isinstance(value, str) or not value:
+        raise TypeError(f"'id' is {value!r}, not an id string")
+    return value
+
+
 def _int_or_none(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
@@ -64,7 +73,7 @@ class RuntimeStagedFile:
     def from_api(cls, data: Mapping[str, Any]) -> RuntimeStagedFile:
         """Build from the API's ``RuntimeStagedFile`` JSON object."""
         return cls(
-            id=str(data["id"]),
+            id=_required_id(data),
             name=_str_or_none(data.get("name")),
             runtime_id=_str_or_none(data.get("runtimeId")),
             runtime_path=_str_or_none(data.get("runtimePath")),
@@ -101,7 +110,7 @@ class StoredFile:
         """Build from the API's ``File`` JSON object."""
         metadata = data.get("metadata")
         return cls(
-            id=str(data["id"]),
+            id=_required_id(data),
             name=_str_or_none(data.get("name")),
             path=_str_or_none(data.get("path")),
             content_type=_str_or_none(data.get("contentType")),
@@ -136,7 +145,7 @@ class Artifact:
     def from_api(cls, data: Mapping[str, Any]) -> Artifact:
         """Build from the collect response's ``artifact`` object."""
         return cls(
-            id=str(data["id"]),
+            id=_required_id(data),
             file_id=_str_or_none(data.get("fileId")),
             run_id=_str_or_none(data.get("runId")),
             runtime_id=_str_or_none(data.get("runtimeId")),
@@ -160,8 +169,11 @@ class CollectedFile:
     def from_api(cls, data: Mapping[str, Any]) -> CollectedFile:
         """Build from the collect response ``{"file": ..., "artifact": ... | null}``."""
         artifact = data.get("artifact")
+        file = data["file"]
+        if not isinstance(file, Mapping):
+            raise TypeError(f"'file' is {file!r}, not an object")
         return cls(
-            file=StoredFile.from_api(data["file"]),
+            file=StoredFile.from_api(file),
             artifact=Artifact.from_api(artifact) if isinstance(artifact, Mapping) else None,
             raw=dict(data),
         )

@@ -30,7 +30,13 @@ from airflow_provider_bctrl import CONN_TYPE, DEFAULT_BASE_URL, DEFAULT_CONN_ID,
 from airflow_provider_bctrl._multipart import FileChangedError, StreamingMultipartBody
 from airflow_provider_bctrl._progress import TransferProgress
 from airflow_provider_bctrl._retry import backoff_delay, parse_retry_after, status_is_retryable
-from airflow_provider_bctrl._storage import Destination, is_uri, resolve_destination, resolve_source
+from airflow_provider_bctrl._storage import (
+    Destination,
+    is_object_path,
+    is_uri,
+    resolve_destination,
+    resolve_source,
+)
 from airflow_provider_bctrl._validation import (
     check_artifact,
     check_id,
@@ -202,7 +208,12 @@ def _normalise_base_url(
         raw = f"https://{raw}"
     parts = urlsplit(raw)
     scheme = parts.scheme.lower()
-    where = f"Connection {conn_id!r}: the API base URL {raw!r}"
+    shown = (
+        raw
+        if "@" not in parts.netloc
+        else urlunsplit((parts.scheme, "***@" + parts.netloc.rsplit("@", 1)[1], parts.path, "", ""))
+    )
+    where = f"Connection {conn_id!r}: the API base URL {shown!r}"
     if scheme not in ("http", "https"):
         raise BctrlConnectionConfigError(
             f"{where} must start with https:// (or http:// for a local emulator)."
@@ -272,6 +283,7 @@ class BctrlHook(BaseHook):
         self._max_retry_wait_override = max_retry_wait
         self.backoff_base = backoff_base
         self._lock = threading.RLock()
+        self._space_lock = threading.Lock()
         self._settings: BctrlConnectionSettings | None = None
         self._session: requests.Session | None = None
         self._default_space_id: str | None = None
@@ -284,6 +296,9 @@ class BctrlHook(BaseHook):
     @property
     def settings(self) -> BctrlConnectionSettings:
         """The connection's settings, read once and checked (raises on a missing or unusable connection)."""
+        settings = self._settings
+        if settings is not None:  # the common case takes no lock: threads never queue behind each other
+            return settings
         with self._lock:
             if self._settings is None:
                 self._settings = self._load_settings()
@@ -312,6 +327,13 @@ class BctrlHook(BaseHook):
                 "connection's API key (password) field."
             )
         _mask(api_key)
+        if not (api_key.isascii() and api_key.isprintable()) or any(ch.isspace() for ch in api_key):
+            # Caught here, never echoed: requests would fail later with the key in its message.
+            raise BctrlConnectionConfigError(
+                f"Connection {conn_id!r}: the API key contains characters that cannot be sent in an HTTP "
+                "header (spaces, line breaks or non-ASCII characters, often from copy and paste); "
+                "paste the key again."
+            )
         extra = conn.extra_dejson if isinstance(conn.extra_dejson, Mapping) else {}
         insecure_value = _extra_value(extra, "allow_insecure_http")
         allow_insecure = (
@@ -362,6 +384,9 @@ class BctrlHook(BaseHook):
     @property
     def session(self) -> requests.Session:
         """The hook's HTTP session, created on first use with auth, User-Agent and pooling set up."""
+        session = self._session
+        if session is not None:
+            return session
         with self._lock:
             if self._session is None:
                 settings = self.settings
@@ -422,7 +447,10 @@ class BctrlHook(BaseHook):
         attempt = 0
         while True:
             attempt += 1
-            body = body_factory() if body_factory is not None else None
+            try:
+                body = body_factory() if body_factory is not None else None
+            except OSError as exc:  # the source vanished or became unreadable between attempts
+                raise BctrlInputError(f"The file to {operation} can no longer be read: {exc}") from exc
             request_headers = dict(headers or {})
             if body is not None:
                 request_headers["Content-Type"] = body.content_type
@@ -574,8 +602,9 @@ class BctrlHook(BaseHook):
         try:
             return build(payload)
         except (KeyError, TypeError, AttributeError) as exc:
+            problem = f"lacks the key {exc}" if isinstance(exc, KeyError) else f"is malformed: {exc}"
             raise BctrlUnexpectedResponseError(
-                f"BCTRL API {response.status_code} during {operation}: the response lacks {exc} "
+                f"BCTRL API {response.status_code} during {operation}: the response {problem} "
                 f"(request id {response.headers.get('X-Request-Id')}).",
                 status=response.status_code,
                 request_id=response.headers.get("X-Request-Id"),
@@ -595,7 +624,10 @@ class BctrlHook(BaseHook):
         """
         if self.settings.space_id:
             return self.settings.space_id
-        with self._lock:
+        if self._default_space_id is not None:
+            return self._default_space_id
+        # Its own lock, so the whoami call (and its retries) never blocks other calls on this hook.
+        with self._space_lock:
             if self._default_space_id is None:
                 who = self.whoami()
                 if not who.default_space_id:
@@ -639,6 +671,10 @@ class BctrlHook(BaseHook):
         fields: list[tuple[str, str]] = []
         if name is not None:
             fields.append(("name", name))
+        elif '"' in filename:
+            # The file part's filename="..." escapes a quote as %22 (HTML5 rules), which a server may
+            # keep literally; the name part carries the exact name.
+            fields.append(("name", filename))
         if runtime_path is not None:
             fields.append(("runtimePath", check_runtime_path(runtime_path)))
         if destination_path is not None:
@@ -785,19 +821,24 @@ class BctrlHook(BaseHook):
         :return: the URI written, e.g. ``file:///data/report.pdf`` or ``s3://bucket/report.pdf``.
         """
         file_id = check_id(file_id, "file_id")
-        needs_name = _names_a_directory(destination)
+        needs_name = _names_a_directory(destination, destination_conn_id)
         file_name = self.get_file(file_id).name if needs_name else None
         target = resolve_destination(destination, file_name, conn_id=destination_conn_id)
+        # One retry loop for the whole download (a read, so everything transient is retried): a break
+        # in the middle of the body starts it again from the first byte, into a fresh temporary file.
         retries = self.settings.max_retries
         attempt = 0
         while True:
             attempt += 1
             try:
                 return self._download_once(file_id, target)
-            except BctrlTransportError as exc:
-                if attempt > retries:
+            except BctrlApiError as exc:
+                retryable = isinstance(exc, BctrlTransportError) or (
+                    exc.status is not None and status_is_retryable(exc.status, idempotent=True)
+                )
+                if not retryable or attempt > retries:
                     raise
-                self._wait_before_retry("download", attempt, retries, str(exc), None)
+                self._wait_before_retry("download", attempt, retries, str(exc), exc.retry_after)
 
     def _download_once(self, file_id: str, target: Destination) -> str:
         response = self._request(
@@ -805,7 +846,9 @@ class BctrlHook(BaseHook):
             f"/v1/files/{_q(file_id)}/content",
             operation="download",
             stream=True,
-            headers={"Accept": "*/*"},
+            # The bytes as stored: no transparent decompression, so Content-Length counts what we read.
+            headers={"Accept": "*/*", "Accept-Encoding": "identity"},
+            max_retries=0,  # download_file's own loop retries the whole transfer
         )
         expected = _int_header(response, "Content-Length")
         progress = TransferProgress(
@@ -921,15 +964,22 @@ def _int_header(response: requests.Response, name: str) -> int | None:
     return int(value) if value is not None and value.isdigit() else None
 
 
-def _names_a_directory(destination: Any) -> bool:
-    """Whether a download destination needs the stored file's name appended (without object storage I/O)."""
+def _names_a_directory(destination: Any, conn_id: str | None) -> bool:
+    """Whether a download destination needs the stored file's name appended."""
     text = str(destination)
     if text.endswith("/"):
         return True
-    if is_uri(destination) or type(destination).__name__ == "ObjectStoragePath":
+    if is_uri(destination) or is_object_path(destination):
+        from airflow.sdk import ObjectStoragePath
+
         try:
-            return bool(destination.is_dir()) if not isinstance(destination, str) else False
-        except Exception:
+            path = (
+                destination
+                if isinstance(destination, ObjectStoragePath)
+                else ObjectStoragePath(text, conn_id=conn_id)
+            )
+            return bool(path.is_dir())
+        except Exception:  # resolve_destination reports unusable destinations properly
             return False
     return isinstance(destination, (str, PathLike)) and Path(os.fspath(destination)).is_dir()
 

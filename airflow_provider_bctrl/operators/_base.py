@@ -94,6 +94,21 @@ class BctrlBaseOperator(BaseOperator):
 
         return BctrlHook(bctrl_conn_id=check_id(self.bctrl_conn_id, "bctrl_conn_id"))
 
+    def _close_hook(self) -> None:
+        # Only a hook that was created; closing drops the pooled connections (a later use reopens).
+        hook = self.__dict__.get("hook")
+        if hook is not None:
+            hook.close()
+
+    def post_execute(self, context: Any, result: Any = None) -> None:
+        """Close the hook's pooled connections once the work is done."""
+        super().post_execute(context, result)
+        self._close_hook()
+
+    def on_kill(self) -> None:
+        """Close the hook's connections when the task is killed: an upload in flight stops sending."""
+        self._close_hook()
+
     def _push_keys(self, context: Context, values: Mapping[str, Any]) -> None:
         # Keys follow do_xcom_push like return_value does, so do_xcom_push=False pushes nothing.
         if not self.do_xcom_push:

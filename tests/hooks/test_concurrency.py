@@ -37,3 +37,24 @@ def test_32_concurrent_uploads(emu: BctrlEmulator, runtime_id: str, tmp_path: Pa
         assert stored[file_id]["sha256"] == digest
         assert emu.read_runtime_file(runtime_id, f"parts/{source.name}") == source.read_bytes()
     shared.close()
+
+
+def test_a_slow_default_space_lookup_does_not_block_other_calls(emu: BctrlEmulator, runtime_id: str) -> None:
+    """whoami (for the default space) held up by 2 s must not hold the hook's other callers."""
+    emu.write_runtime_file(runtime_id, "out.txt", b"x")
+    shared = BctrlHook(max_retries=0, timeout=30)
+    shared.whoami()  # connection and session ready: only the default-space lookup is left to do
+    emu.add_fault("whoami", delay_seconds=2.0)
+
+    import threading
+    import time
+
+    collector = threading.Thread(target=lambda: shared.collect_file(runtime_id, "out.txt"))
+    collector.start()
+    time.sleep(0.3)  # the collect is now waiting on its whoami
+    started = time.monotonic()
+    shared.get_file(shared.upload_file(runtime_id, __file__).id)
+    other_calls = time.monotonic() - started
+    collector.join(timeout=30)
+    assert not collector.is_alive()
+    assert other_calls < 1.5, f"other calls waited {other_calls:.2f} s behind the whoami"

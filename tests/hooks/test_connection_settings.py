@@ -144,3 +144,30 @@ def test_connection_form_fields_match_what_the_hook_reads() -> None:
     behaviour = conn_type["ui-field-behaviour"]
     assert set(behaviour["hidden-fields"]) == {"login", "schema", "port"}
     assert behaviour["relabeling"] == {"host": "API base URL", "password": "API key"}
+
+
+@pytest.mark.parametrize(
+    "bad_key",
+    ["bctrl_abc\u200bdef", "bctrl_abc\ndef", "bctrl_abc def", "bctrl_\u2026"],
+    ids=["zero-width space", "newline", "inner space", "ellipsis"],
+)
+def test_a_key_that_cannot_go_in_a_header_is_refused_without_showing_it(
+    monkeypatch: pytest.MonkeyPatch, bad_key: str
+) -> None:
+    hook = _use(monkeypatch, host="http://127.0.0.1:9", password=bad_key)
+    with pytest.raises(BctrlConnectionConfigError, match="paste the key again") as info:
+        _ = hook.settings
+    assert bad_key not in str(info.value)
+    assert "abc" not in str(info.value)
+    ok, message = hook.test_connection()
+    assert ok is False
+    assert "paste the key again" in message
+    assert "abc" not in message
+
+
+def test_credentials_in_the_base_url_are_not_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
+    hook = _use(monkeypatch, host="https://me:bctrl_SECRETxyz@api.example.com", password=KEY)
+    ok, message = hook.test_connection()
+    assert ok is False
+    assert "must not contain credentials" in message
+    assert "SECRETxyz" not in message

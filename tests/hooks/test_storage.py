@@ -155,3 +155,40 @@ def test_download_into_a_missing_directory_is_refused(
 ) -> None:
     with pytest.raises(BctrlInputError, match="does not exist"):
         hook.download_file(stored_file[0], tmp_path / "no" / "such" / "dir" / "x.pdf")
+
+
+def test_download_attempts_are_max_retries_plus_one(
+    emu: BctrlEmulator, stored_file: tuple[str, bytes], tmp_path: Path
+) -> None:
+    file_id, _ = stored_file
+    emu.add_fault("content", count=10, status=503)
+    emu.clear_requests_log()
+    hook = BctrlHook(max_retries=2, backoff_base=0.01)
+    with pytest.raises(BctrlServerError):
+        hook.download_file(file_id, tmp_path / "never.bin")
+    assert sum(1 for e in emu.requests_log() if e["route"] == "content") == 3
+    assert len(hook.retry_waits) == 2
+    emu.clear_faults()
+
+
+def test_a_source_deleted_between_attempts_is_an_input_error(
+    emu: BctrlEmulator, runtime_id: str, tmp_path: Path
+) -> None:
+    source = tmp_path / "short-lived.csv"
+    source.write_text("a\n")
+    emu.add_fault("upload", status=503)
+    hook = BctrlHook(max_retries=2)
+    hook._sleep = lambda seconds: source.unlink()  # the file goes away during the backoff
+    with pytest.raises(BctrlInputError, match="can no longer be read"):
+        hook.upload_file(runtime_id, source)
+
+
+def test_a_string_uri_naming_an_existing_prefix_gets_the_file_name(
+    hook: BctrlHook, stored_file: tuple[str, bytes]
+) -> None:
+    file_id, data = stored_file
+    ObjectStoragePath("memory://prefix-dir/keep.txt").parent.mkdir(parents=True, exist_ok=True)
+    ObjectStoragePath("memory://prefix-dir/keep.txt").write_bytes(b"k")
+    uri = hook.download_file(file_id, "memory://prefix-dir")
+    assert uri == "memory://prefix-dir/stored report.pdf"
+    assert ObjectStoragePath(uri).read_bytes() == data

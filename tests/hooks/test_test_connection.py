@@ -210,7 +210,7 @@ def test_nothing_listening_is_host_unreachable(fakes: FakeServers, monkeypatch: 
     assert message.startswith("Host unreachable: ")
     assert "connection refused" in message
     assert fakes.refused in message
-    assert seconds < 5
+    assert seconds < 15  # refused at once, never retried: far below any timeout even on a busy machine
     _assert_no_key(message)
 
 
