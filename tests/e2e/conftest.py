@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dagrun_helpers import DagRunResult
+from dagrun_helpers import DagRunResult, collect_run
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_DAGS = REPO_ROOT / "example_dags"
@@ -47,30 +47,6 @@ def _register(dag: Any) -> None:
         )
 
 
-def _collect(dag_id: str, run_id: str) -> DagRunResult:
-    from airflow.models.dagrun import DagRun
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        dagrun = session.scalars(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)).one()
-        tis = session.scalars(
-            select(TaskInstance).where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id)
-        ).all()
-        rows = session.scalars(
-            select(XComModel).where(XComModel.dag_id == dag_id, XComModel.run_id == run_id)
-        ).all()
-        return DagRunResult(
-            run_id=run_id,
-            state=str(dagrun.state),
-            task_states={(ti.task_id, ti.map_index): str(ti.state) for ti in tis},
-            # XComModel.value is stored serialised; deserialize_value gives back what the task pushed.
-            xcoms={(x.task_id, x.map_index, x.key): XComModel.deserialize_value(x) for x in rows},
-        )
-
-
 _run_counter = itertools.count(1)
 
 
@@ -90,7 +66,7 @@ def run_dag(airflow_db: None, bctrl_conn_env: str) -> Callable[..., DagRunResult
         if logical_date is None:
             logical_date = pendulum.datetime(2030, 1, 1, tz="UTC").add(days=next(_run_counter))
         dagrun = dag.test(logical_date=logical_date, run_conf=conf)
-        return _collect(dag.dag_id, dagrun.run_id)
+        return collect_run(dag.dag_id, dagrun.run_id)
 
     return run
 

@@ -37,3 +37,28 @@ class DagRunResult:
     def map_indexes(self, task_id: str) -> list[int]:
         """The map indexes a (mapped) task ran with, sorted."""
         return sorted({m for (t, m) in self.task_states if t == task_id})
+
+
+def collect_run(dag_id: str, run_id: str) -> DagRunResult:
+    """Read back a finished run from the metadata DB: its state, task states and every XCom."""
+    from airflow.models.dagrun import DagRun
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        dagrun = session.scalars(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)).one()
+        tis = session.scalars(
+            select(TaskInstance).where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id)
+        ).all()
+        rows = session.scalars(
+            select(XComModel).where(XComModel.dag_id == dag_id, XComModel.run_id == run_id)
+        ).all()
+        return DagRunResult(
+            run_id=run_id,
+            state=str(dagrun.state),
+            task_states={(ti.task_id, ti.map_index): str(ti.state) for ti in tis},
+            # XComModel.value is stored serialised; deserialize_value gives back what the task pushed.
+            xcoms={(x.task_id, x.map_index, x.key): XComModel.deserialize_value(x) for x in rows},
+        )

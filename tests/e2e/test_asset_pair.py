@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from dagrun_helpers import DagRunResult
+from dagrun_helpers import DagRunResult, collect_run
 
 from airflow_provider_bctrl.testing.emulator import BctrlEmulator
 
@@ -184,29 +184,6 @@ def _consumed_event_ids(dag_id: str, run_id: str) -> set[int]:
         return {e.id for e in dagrun.consumed_asset_events}
 
 
-def _run_result(dag_id: str, run_id: str) -> DagRunResult:
-    from airflow.models.dagrun import DagRun
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        dagrun = session.scalars(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)).one()
-        tis = session.scalars(
-            select(TaskInstance).where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id)
-        ).all()
-        rows = session.scalars(
-            select(XComModel).where(XComModel.dag_id == dag_id, XComModel.run_id == run_id)
-        ).all()
-        return DagRunResult(
-            run_id=run_id,
-            state=str(dagrun.state),
-            task_states={(ti.task_id, ti.map_index): str(ti.state) for ti in tis},
-            xcoms={(x.task_id, x.map_index, x.key): XComModel.deserialize_value(x) for x in rows},
-        )
-
-
 def _check_consumer(
     result: DagRunResult, emu: BctrlEmulator, runtime: str, extra: dict[str, Any], report: bytes
 ) -> None:
@@ -286,7 +263,7 @@ def test_consumer_runs_on_the_triggering_event(
         _set_paused(CONSUMER, True)
         _clear_queue(CONSUMER)
 
-    consumer = _run_result(CONSUMER, dag_run.run_id)
+    consumer = collect_run(CONSUMER, dag_run.run_id)
     assert dag_run.run_id.startswith("asset_triggered__")
     assert event.id in _consumed_event_ids(CONSUMER, dag_run.run_id)
     assert consumer.xcom("pick_report")["found_by"] == "triggering_asset_event"
