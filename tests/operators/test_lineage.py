@@ -16,6 +16,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+# The test extra installs the openlineage provider: its absence is an error here, never a silent skip.
+import airflow.providers.openlineage  # noqa: F401
 import fsspec
 import pytest
 from airflow.sdk import ObjectStoragePath
@@ -29,8 +31,6 @@ from airflow_provider_bctrl.operators import (
     BctrlUploadFileOperator,
 )
 from airflow_provider_bctrl.testing.emulator import BctrlEmulator
-
-pytest.importorskip("airflow.providers.openlineage", reason="the openlineage extra is not installed")
 
 RESULTS = "/tmp/runtime/output/results.json"
 
