@@ -20,6 +20,7 @@ CHROMIUM := /usr/bin/chromium
 # Type-checked paths: the package, the example DAGs and the scripts, whichever exist yet.
 MYPY_PATHS ?= $(wildcard airflow_provider_bctrl example_dags scripts)
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 # pip's "find-links location is ignored" chatter from a machine-wide config: hidden; errors still show.
 PIP_FILTER := { grep -v -e 'is ignored: it is neither a file nor a directory' || true; }
 
@@ -109,9 +110,8 @@ docs: $(STAMP) ## mkdocs build --strict into ./site
 demo: $(STAMP) ## Upload and collect a file against a local BCTRL emulator
 	@"$(PY)" scripts/demo.py
 
-bench: $(STAMP) ## Run the benchmarks (benchmarks/run.py) when they exist
-	@if [ -f benchmarks/run.py ]; then "$(PY)" benchmarks/run.py; \
-	else echo "No benchmarks yet (benchmarks/run.py does not exist)."; fi
+bench: $(STAMP) ## The benchmarks (docs/performance.md); BENCH_ARGS=--quick for a one-minute smoke run
+	@"$(PY)" benchmarks/run.py $(BENCH_ARGS)
 
 clean: ## Remove build output and caches (keeps .venv)
 	rm -rf "$(SITE_DIR)" build dist .pytest_cache .mypy_cache .ruff_cache *.egg-info
