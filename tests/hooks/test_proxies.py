@@ -1,0 +1,84 @@
+"""The proxy and CA-bundle environment is honoured (read once per hook, with requests' own rules)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from airflow_provider_bctrl.exceptions import BctrlTransportError
+from airflow_provider_bctrl.hooks.bctrl import BctrlHook
+
+#: Nothing listens here: a request that does not go through the proxy is refused.
+UNREACHABLE_API = "http://127.0.0.1:9"
+
+
+class _Proxy(ThreadingHTTPServer):
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _ProxyHandler)
+        self.seen: list[str] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _ProxyHandler(BaseHTTPRequestHandler):
+    server: _Proxy
+
+    def do_GET(self) -> None:
+        # A forward proxy receives the absolute URL; answer as the API would.
+        self.server.seen.append(self.path)
+        body = json.dumps({"organizationId": "org-via-proxy", "defaultSpaceId": "space-1"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Proxy]:
+    server = _Proxy()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", server.url)
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_BCTRL_DEFAULT",
+        json.dumps({"conn_type": "bctrl", "host": UNREACHABLE_API, "password": "bctrl_proxy_key"}),
+    )
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_requests_go_through_the_proxy_from_the_environment(proxy: _Proxy) -> None:
+    hook = BctrlHook(max_retries=0)
+    assert hook.whoami().organization_id == "org-via-proxy"
+    assert hook.whoami().organization_id == "org-via-proxy"
+    assert proxy.seen == [f"{UNREACHABLE_API}/v1/auth/whoami"] * 2
+
+
+def test_no_proxy_is_honoured(proxy: _Proxy, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    with pytest.raises(BctrlTransportError, match="connection refused"):
+        BctrlHook(max_retries=0).whoami()
+    assert proxy.seen == []
+
+
+def test_ca_bundle_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_BCTRL_DEFAULT", json.dumps({"conn_type": "bctrl", "password": "bctrl_ca_key"})
+    )
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    session = BctrlHook().get_conn()
+    assert session.verify == "/etc/ssl/certs/ca-certificates.crt"
+    assert session.trust_env is False  # read once above, not again on every request
