@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import stat
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,9 +139,16 @@ class Destination:
 
 
 def resolve_destination(
-    destination: Any, file_name: str | None, *, conn_id: str | None = None, argument: str = "destination"
+    destination: Any,
+    file_name: Callable[[], str | None],
+    *,
+    conn_id: str | None = None,
+    argument: str = "destination",
 ) -> Destination:
-    """Resolve where to write; an existing directory (or a value ending in '/') gets ``file_name`` appended."""
+    """Resolve where to write; an existing directory (or a value ending in '/') gets a file name appended.
+
+    :param file_name: called only when the destination names a directory (it may cost a request).
+    """
     if isinstance(destination, str) and destination.startswith("file://") and conn_id is None:
         destination = destination[len("file://") :]
     if is_uri(destination) or is_object_path(destination):
@@ -152,7 +159,7 @@ def resolve_destination(
         except Exception as exc:  # object stores raise their own types (permissions, missing buckets)
             raise BctrlInputError(f"{argument} {text!r} cannot be used: {exc}") from None
         if is_directory:
-            path = path / _required_name(file_name, argument)
+            path = path / _required_name(file_name(), argument)
         return Destination(uri=str(path), object_path=path)
     if not isinstance(destination, (str, os.PathLike)) or not os.fspath(destination):
         raise BctrlInputError(
@@ -164,7 +171,7 @@ def resolve_destination(
         raise BctrlInputError(f"{argument} contains a NUL character.")
     local = Path(text).expanduser()
     if text.endswith(("/", os.sep)) or local.is_dir():
-        local = local / _required_name(file_name, argument)
+        local = local / _required_name(file_name(), argument)
     parent = local.parent
     if not parent.is_dir():
         raise BctrlInputError(f"{argument} {str(local)!r}: the directory {str(parent)!r} does not exist.")

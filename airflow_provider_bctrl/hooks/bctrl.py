@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from os import PathLike
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -32,8 +31,6 @@ from airflow_provider_bctrl._progress import TransferProgress
 from airflow_provider_bctrl._retry import backoff_delay, parse_retry_after, status_is_retryable
 from airflow_provider_bctrl._storage import (
     Destination,
-    is_object_path,
-    is_uri,
     resolve_destination,
     resolve_source,
 )
@@ -690,23 +687,15 @@ class BctrlHook(BaseHook):
 
         def build_body() -> StreamingMultipartBody:
             nonlocal progress
-            if origin.local_path is not None:  # sized at open time: a file that changed is caught
-                body = StreamingMultipartBody(
-                    fields=fields,
-                    file_field="file",
-                    path=origin.local_path,
-                    filename=filename,
-                    content_type=content_type,
-                )
-            else:
-                body = StreamingMultipartBody(
-                    fields=fields,
-                    file_field="file",
-                    stream=origin.open(),
-                    size=origin.size,
-                    filename=filename,
-                    content_type=content_type,
-                )
+            body = StreamingMultipartBody(
+                fields=fields,
+                file_field="file",
+                stream=origin.open(),
+                # A local file is sized again when opened, so one that changed since is caught.
+                size=None if origin.local_path is not None else origin.size,
+                filename=filename,
+                content_type=content_type,
+            )
             progress = TransferProgress(
                 self.log, f"Upload of {filename}", body.file_size, quiet_seconds=PROGRESS_QUIET_SECONDS
             )
@@ -822,9 +811,9 @@ class BctrlHook(BaseHook):
         :return: the URI written, e.g. ``file:///data/report.pdf`` or ``s3://bucket/report.pdf``.
         """
         file_id = check_id(file_id, "file_id")
-        needs_name = _names_a_directory(destination, destination_conn_id)
-        file_name = self.get_file(file_id).name if needs_name else None
-        target = resolve_destination(destination, file_name, conn_id=destination_conn_id)
+        target = resolve_destination(
+            destination, lambda: self.get_file(file_id).name, conn_id=destination_conn_id
+        )
         # One retry loop for the whole download (a read, so everything transient is retried): a break
         # in the middle of the body starts it again from the first byte, into a fresh temporary file.
         retries = self.settings.max_retries
@@ -963,26 +952,6 @@ _BUILTIN_TYPES: dict[str, str] = {
 def _int_header(response: requests.Response, name: str) -> int | None:
     value = response.headers.get(name)
     return int(value) if value is not None and value.isdigit() else None
-
-
-def _names_a_directory(destination: Any, conn_id: str | None) -> bool:
-    """Whether a download destination needs the stored file's name appended."""
-    text = str(destination)
-    if text.endswith("/"):
-        return True
-    if is_uri(destination) or is_object_path(destination):
-        from airflow.sdk import ObjectStoragePath
-
-        try:
-            path = (
-                destination
-                if isinstance(destination, ObjectStoragePath)
-                else ObjectStoragePath(text, conn_id=conn_id)
-            )
-            return bool(path.is_dir())
-        except Exception:  # resolve_destination reports unusable destinations properly
-            return False
-    return isinstance(destination, (str, PathLike)) and Path(os.fspath(destination)).is_dir()
 
 
 def _settle_environment(session: requests.Session, base_url: str) -> None:
