@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -271,3 +272,29 @@ def hook_env(base_url: str, api_key: str, airflow_home: Path) -> dict[str, str]:
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
         env.pop(name, None)
     return env
+
+
+def add_size_arguments(parser: argparse.ArgumentParser, *, default_rounds: int) -> None:
+    """The options every size-based benchmark takes: --sizes, --rounds, --quick, --json, --quiet."""
+    parser.add_argument("--sizes", help="comma-separated, e.g. 10M,256M,1G (default: those three)")
+    parser.add_argument(
+        "--rounds", type=int, default=default_rounds, help=f"rounds per size (default {default_rounds})"
+    )
+    parser.add_argument("--quick", action="store_true", help="1 MiB and 16 MiB, 2 rounds: a smoke run")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--quiet", action="store_true", help="no per-run lines")
+
+
+def chosen_sizes(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, *, default_rounds: int, max_rounds: int
+) -> tuple[list[int], int]:
+    """The sorted sizes and the rounds the options ask for (``--quick`` means 2 rounds unless given)."""
+    sizes = (
+        [parse_size(part) for part in args.sizes.split(",")]
+        if args.sizes
+        else list(QUICK_SIZES if args.quick else DEFAULT_SIZES)
+    )
+    rounds = 2 if args.quick and args.rounds == default_rounds else args.rounds
+    if not 1 <= rounds <= max_rounds:
+        parser.error(f"--rounds must be between 1 and {max_rounds}")
+    return sorted(sizes), rounds

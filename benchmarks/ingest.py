@@ -24,14 +24,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (
-    DEFAULT_SIZES,
     MIB,
-    QUICK_SIZES,
     REPO_ROOT,
+    add_size_arguments,
+    chosen_sizes,
     machine,
     make_file,
     median,
-    parse_size,
     print_machine,
     run_child,
     size_label,
@@ -168,23 +167,12 @@ def report(result: dict[str, Any]) -> bool:
 def main(argv: list[str] | None = None) -> int:
     """Command line: see the module docstring."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", help="comma-separated, e.g. 10M,256M,1G (default: those three)")
-    parser.add_argument("--rounds", type=int, default=3, help="uploads per size (default 3)")
-    parser.add_argument("--quick", action="store_true", help="1 MiB and 16 MiB, 2 rounds: a smoke run")
-    parser.add_argument("--json", type=Path, help="also write the results here")
-    parser.add_argument("--quiet", action="store_true", help="no per-run lines")
+    add_size_arguments(parser, default_rounds=3)
     args = parser.parse_args(argv)
-    sizes = (
-        [parse_size(part) for part in args.sizes.split(",")]
-        if args.sizes
-        else list(QUICK_SIZES if args.quick else DEFAULT_SIZES)
-    )
-    rounds = 2 if args.quick and args.rounds == 3 else args.rounds
-    if not 1 <= rounds <= 20:
-        parser.error("--rounds must be between 1 and 20")
+    sizes, rounds = chosen_sizes(parser, args, default_rounds=3, max_rounds=20)
     info = machine()
     print_machine(info)
-    result = run(sorted(sizes), rounds, verbose=not args.quiet)
+    result = run(sizes, rounds, verbose=not args.quiet)
     result["machine"] = info
     ok = report(result)
     if args.json:

@@ -34,17 +34,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (
     BENCH_DIR,
-    DEFAULT_SIZES,
     GNU_TIME,
     MIB,
     PYTHON,
-    QUICK_SIZES,
+    add_size_arguments,
+    chosen_sizes,
     get_json,
     hook_env,
     machine,
     make_file,
     median,
-    parse_size,
     print_machine,
     rotated,
     run_child,
@@ -229,29 +228,18 @@ def cpu_notes(result: dict[str, Any]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """Command line: see the module docstring."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", help="comma-separated, e.g. 10M,256M,1G (default: those three)")
-    parser.add_argument("--rounds", type=int, default=5, help="rounds per size (default 5)")
+    add_size_arguments(parser, default_rounds=5)
     parser.add_argument(
         "--clients", default=",".join(CLIENTS), help="comma-separated subset of hook,curl,requests,hook-warm"
     )
-    parser.add_argument("--quick", action="store_true", help="1 MiB and 16 MiB, 2 rounds: a smoke run")
-    parser.add_argument("--json", type=Path, help="also write every sample and the summary here")
-    parser.add_argument("--quiet", action="store_true", help="no per-run lines")
     args = parser.parse_args(argv)
-    sizes = (
-        [parse_size(part) for part in args.sizes.split(",")]
-        if args.sizes
-        else list(QUICK_SIZES if args.quick else DEFAULT_SIZES)
-    )
-    rounds = 2 if args.quick and args.rounds == 5 else args.rounds
-    if not 1 <= rounds <= 50:
-        parser.error("--rounds must be between 1 and 50")
+    sizes, rounds = chosen_sizes(parser, args, default_rounds=5, max_rounds=50)
     clients = [client.strip() for client in args.clients.split(",") if client.strip()]
     if unknown := set(clients) - set(CLIENTS):
         parser.error(f"unknown clients: {', '.join(sorted(unknown))}")
     info = machine()
     print_machine(info)
-    result = run(sorted(sizes), rounds, clients, verbose=not args.quiet)
+    result = run(sizes, rounds, clients, verbose=not args.quiet)
     result["machine"] = info
     ok = report(result, smoke=args.quick and not args.sizes)
     if args.json:
