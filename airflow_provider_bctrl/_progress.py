@@ -80,14 +80,19 @@ class TransferProgress:
             self.done / _MIB / elapsed,
         )
 
-    def finish(self) -> float:
-        """Log the summary line (size, time, throughput) and return the elapsed seconds."""
+    def finish(self, outcome: str = "") -> float:
+        """Log the summary line (size, time, throughput) and return the elapsed seconds.
+
+        :param outcome: appended after a ``;``, e.g. the stored file's id, so a transfer's result is
+            on its summary line rather than on a line of its own.
+        """
         elapsed = max(self._clock() - self._started, 1e-9)
         self._log.info(
-            "%s finished: %.1f MiB in %.2f s (%.1f MiB/s)",
+            "%s finished: %.1f MiB in %.2f s (%.1f MiB/s)%s",
             self._label,
             self.done / _MIB,
             elapsed,
             self.done / _MIB / elapsed,
+            f"; {outcome}" if outcome else "",
         )
         return elapsed

@@ -712,10 +712,9 @@ class BctrlHook(BaseHook):
         response = self._request(
             "POST", f"/v1/runtimes/{_q(runtime_id)}/files/upload", operation="upload", body_factory=build_body
         )
-        if progress is not None:
-            progress.finish()
         staged: RuntimeStagedFile = self._parse(response, "upload", RuntimeStagedFile.from_api)
-        self.log.info("Uploaded file %s to runtime path %s", staged.id, staged.runtime_path)
+        if progress is not None:
+            progress.finish(f"stored as file {staged.id}, runtime path {staged.runtime_path}")
         return staged
 
     def collect_file(
@@ -862,8 +861,7 @@ class BctrlHook(BaseHook):
         finally:
             response.close()
         progress.done = received
-        progress.finish()
-        self.log.info("Downloaded file %s to %s", file_id, target.uri)
+        progress.finish(f"written to {target.uri}")
         return target.uri
 
     def test_connection(self) -> tuple[bool, str]:

@@ -22,7 +22,7 @@ PROGRESS = re.compile(
     r"^(?P<label>.+): (?P<done>\d+\.\d) / (?P<total>\d+\.\d) MiB \((?P<percent>\d+)%\), (?P<rate>\d+\.\d) MiB/s$"
 )
 SUMMARY = re.compile(
-    r"^(?P<label>.+) finished: (?P<size>\d+\.\d) MiB in (?P<seconds>\d+\.\d\d) s \((?P<rate>\d+\.\d) MiB/s\)$"
+    r"^(?P<label>.+) finished: (?P<size>\d+\.\d) MiB in (?P<seconds>\d+\.\d\d) s \((?P<rate>\d+\.\d) MiB/s\)(?:; (?P<outcome>.+))?$"
 )
 
 
@@ -214,6 +214,7 @@ def test_a_real_upload_logs_bounded_progress_and_one_summary(
     assert summaries[0]["label"] == "Upload of recording.bin"
     assert summaries[0]["size"] == "20.0"
     assert float(summaries[0]["rate"]) > 0
+    assert summaries[0]["outcome"] == f"stored as file {staged.id}, runtime path {staged.runtime_path}"
     # The summary comes after every progress line.
     assert messages.index(summaries[0].string) > max(
         (messages.index(line.string) for line in lines), default=-1
