@@ -21,7 +21,6 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
 from airflow.sdk import BaseHook
-from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
 
@@ -34,6 +33,7 @@ from airflow_provider_bctrl._storage import (
     resolve_destination,
     resolve_source,
 )
+from airflow_provider_bctrl._transport import BctrlHTTPAdapter
 from airflow_provider_bctrl._validation import (
     check_artifact,
     check_id,
@@ -388,7 +388,7 @@ class BctrlHook(BaseHook):
             if self._session is None:
                 settings = self.settings
                 session = requests.Session()
-                adapter = HTTPAdapter(pool_connections=2, pool_maxsize=POOL_SIZE, max_retries=0)
+                adapter = BctrlHTTPAdapter(pool_connections=2, pool_maxsize=POOL_SIZE, max_retries=0)
                 session.mount("https://", adapter)
                 session.mount("http://", adapter)
                 session.auth = _BearerAuth(settings.api_key, settings.origin)

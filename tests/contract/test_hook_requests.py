@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import email
 import gzip
+import io
 import json
+import os
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -305,3 +307,41 @@ def test_a_file_name_with_quotes_also_goes_as_the_name_part(recorder: Recorder, 
     parts = {p["name"]: p for p in _multipart(request)}
     assert parts["name"]["payload"].decode() == 'the "final" report.pdf'
     assert set(parts) == {"name", "file"}
+
+
+@pytest.mark.parametrize("size", [0, 1, 1024 * 1024, 3 * 1024 * 1024 + 7])
+@pytest.mark.parametrize("sendfile", [True, False], ids=["sendfile", "chunks"])
+def test_the_wire_body_is_toolbelts_encoding_on_both_send_paths(
+    recorder: Recorder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int, sendfile: bool
+) -> None:
+    """Over plain http the file part goes by sendfile(2) (1 MiB per call here, so 3 MiB + 7 takes
+    four calls); with it off, by chunks. Either way the server gets toolbelt's exact encoding."""
+    from requests_toolbelt.multipart.encoder import MultipartEncoder
+
+    from airflow_provider_bctrl import _multipart
+
+    monkeypatch.setattr(_multipart, "SENDFILE", sendfile)
+    monkeypatch.setattr(_multipart, "SENDFILE_STEP", 1024 * 1024)
+    sendfile_calls: list[int | None] = []
+    original_sendfile = socket.socket.sendfile
+
+    def counting_sendfile(self: socket.socket, file: Any, offset: int = 0, count: int | None = None) -> int:
+        sendfile_calls.append(count)
+        return original_sendfile(self, file, offset, count)
+
+    monkeypatch.setattr(socket.socket, "sendfile", counting_sendfile)
+    data = os.urandom(size)
+    source = tmp_path / "données.csv"
+    source.write_bytes(data)
+    BctrlHook(max_retries=0).upload_file(RUNTIME, source, runtime_path="inputs/", metadata={"k": "ü"})
+
+    (request,) = recorder.requests
+    _check_headers(request, "multipart/form-data; boundary=")
+    boundary = request["headers"]["content-type"].split("boundary=", 1)[1]
+    fields = [("runtimePath", "inputs/"), ("metadata", '{"k":"ü"}')]
+    reference = MultipartEncoder(
+        fields=[*fields, ("file", ("données.csv", io.BytesIO(data), "text/csv"))], boundary=boundary
+    ).to_string()
+    assert request["body"] == reference
+    expected_calls = [min(1024 * 1024, size - done) for done in range(0, size, 1024 * 1024)]
+    assert sendfile_calls == (expected_calls if sendfile else [])

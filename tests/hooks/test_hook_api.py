@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import pendulum
@@ -339,24 +340,42 @@ def test_bad_input_is_refused_before_any_request(
     assert emu.requests_log() == []
 
 
-def test_a_file_that_shrinks_mid_upload_is_a_clear_input_error(
-    emu: BctrlEmulator, hook: BctrlHook, runtime_id: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("sendfile", [True, False], ids=["sendfile", "chunks"])
+@pytest.mark.parametrize(("change", "message"), [("shrink", "shrank"), ("grow", "grew")])
+def test_a_file_that_changes_size_mid_upload_is_a_clear_input_error(
+    emu: BctrlEmulator,
+    hook: BctrlHook,
+    runtime_id: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    sendfile: bool,
+    change: str,
+    message: str,
 ) -> None:
+    from airflow_provider_bctrl import _multipart
     from airflow_provider_bctrl._progress import TransferProgress
 
-    growing = tmp_path / "being-written.csv"
-    growing.write_bytes(b"x" * (5 * 1024 * 1024))
+    # Over the emulator's plain http the file part goes by sendfile, 1 MiB per call here (as the
+    # chunked path's reads are) so that the file can change between two calls.
+    monkeypatch.setattr(_multipart, "SENDFILE", sendfile)
+    monkeypatch.setattr(_multipart, "SENDFILE_STEP", 1024 * 1024)
+    changing = tmp_path / "being-written.csv"
+    changing.write_bytes(b"x" * (5 * 1024 * 1024))
     original_update = TransferProgress.update
 
-    def truncate_after_first_chunk(self: TransferProgress, done: int) -> None:
-        with growing.open("r+b") as handle:  # another process rewrites the file under the upload
-            handle.truncate(1024)
+    def change_after_first_chunk(self: TransferProgress, done: int) -> None:
+        with changing.open("r+b") as handle:  # another process rewrites the file under the upload
+            if change == "shrink":
+                handle.truncate(1024)
+            else:
+                handle.seek(0, os.SEEK_END)
+                handle.write(b"more")
         original_update(self, done)
 
-    monkeypatch.setattr(TransferProgress, "update", truncate_after_first_chunk)
+    monkeypatch.setattr(TransferProgress, "update", change_after_first_chunk)
     emu.clear_requests_log()
-    with pytest.raises(BctrlInputError, match="shrank while it was being uploaded") as info:
-        hook.upload_file(runtime_id, growing)
+    with pytest.raises(BctrlInputError, match=f"{message} while it was being uploaded") as info:
+        hook.upload_file(runtime_id, changing)
     assert "nothing was stored" in str(info.value)
     assert [f for f in emu.stored_files() if f["name"] == "being-written.csv"] == []
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 import os
+import socket
+import ssl
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from requests_toolbelt.multipart.encoder import MultipartEncoder
@@ -83,3 +86,54 @@ def test_a_source_that_changes_size_fails_the_body(declared: int, actual: int, w
     )
     with pytest.raises(FileChangedError, match=word):
         body.to_bytes()
+
+
+def _through(body: StreamingMultipartBody, sock: object) -> bytes:
+    """Iterate the body as a connection whose socket is ``sock`` would; nothing is sent to ``sock``.
+
+    Each chunk is copied as it comes: the body reuses one buffer for the next chunk.
+    """
+    return b"".join([bytes(chunk) for chunk in body.chunks_through(SimpleNamespace(sock=sock))])
+
+
+def test_over_tls_the_file_part_is_chunked_not_sendfiled(tmp_path: Path) -> None:
+    """TLS encrypts in the process, so a TLS socket gets the bytes as chunks, even from a regular file."""
+    data = os.urandom(1024 * 1024 + 3)
+    source = tmp_path / "a.csv"
+    source.write_bytes(data)
+    body = StreamingMultipartBody(
+        fields=FIELDS, file_field="file", path=source, filename="a.csv", content_type="text/csv"
+    )
+    with (
+        socket.socket() as raw,
+        ssl.create_default_context().wrap_socket(
+            raw, server_hostname="bctrl.invalid", do_handshake_on_connect=False
+        ) as tls,
+    ):
+        assert _through(body, tls) == _reference(body, FIELDS, data, "a.csv")
+
+
+def test_a_stream_without_a_regular_file_is_chunked_even_over_plain_tcp() -> None:
+    """sendfile needs a regular file; an object-storage stream (here in memory) goes as chunks."""
+    data = os.urandom(300_000)
+    body = StreamingMultipartBody(
+        fields=FIELDS,
+        file_field="file",
+        stream=io.BytesIO(data),
+        size=len(data),
+        filename="x.csv",
+        content_type="text/csv",
+    )
+    with socket.socket() as plain:
+        assert _through(body, plain) == _reference(body, FIELDS, data, "x.csv")
+
+
+def test_without_a_connection_socket_the_body_is_chunked(tmp_path: Path) -> None:
+    source = tmp_path / "a.csv"
+    source.write_bytes(b"abc")
+    body = StreamingMultipartBody(
+        fields=[], file_field="file", path=source, filename="a.csv", content_type="text/csv"
+    )
+    assert _through(body, None) == _reference(body, [], b"abc", "a.csv")
+    with pytest.raises(RuntimeError, match="only once"):
+        _through(body, None)
