@@ -1,0 +1,53 @@
+"""The benchmark scripts still run and measure what they claim: tiny sizes, one round, no timing asserted.
+
+The figures themselves belong in docs/performance.md (``make bench``); these tests only keep the
+scripts from rotting: every client uploads, the sink sees a body of the right size (the scripts
+check that themselves and fail otherwise), and the results have the shape the report reads.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+MIB = 1024 * 1024
+
+pytestmark = pytest.mark.slow
+
+
+def _run(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(BENCH / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_upload_benchmark_runs_every_python_client(tmp_path: Path) -> None:
+    # curl is the reference in `make bench`; the Python clients are what this project maintains.
+    clients = ["hook", "hook-warm", "hook-chunks", "requests"]
+    out = tmp_path / "upload.json"
+    result = _run(
+        "upload.py", "--sizes", "1M,3M", "--rounds", "1", "--clients", ",".join(clients), "--json", str(out)
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(out.read_text())
+    rows = {(row["size"], row["client"]): row for row in report["summary"]}
+    assert set(rows) == {(size, client) for size in (MIB, 3 * MIB) for client in clients}
+    assert all(row["seconds"] > 0 and row["peak_rss_mib"] > 0 for row in rows.values())
+    assert "PASS: hook peak RSS growth 1 MiB -> 3 MiB" in result.stdout
+
+
+def test_body_strategies_benchmark_compares_every_body(tmp_path: Path) -> None:
+    result = _run("body_strategies.py", "--size", "2M", "--rounds", "1", "--chunks", "64,1024")
+    assert result.returncode == 0, result.stdout + result.stderr
+    table = result.stdout.split("multipart body strategies", 1)[1]
+    for name in ("toolbelt", "toolbelt-64k", "stream-64k", "stream-1024k", "sendfile"):
+        assert f"\n{name} " in table
