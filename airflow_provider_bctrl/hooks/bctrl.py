@@ -453,16 +453,16 @@ class BctrlHook(BaseHook):
             if body is not None:
                 request_headers["Content-Type"] = body.content_type
             try:
-                response = session.request(
-                    method,
-                    url,
-                    params=params,
-                    json=json_body,
-                    data=body,
-                    headers=request_headers,
+                response = session.send(
+                    _prepare(
+                        session, method, url, request_headers, params=params, json_body=json_body, body=body
+                    ),
                     timeout=settings.timeout,
-                    stream=stream,
                     allow_redirects=idempotent,
+                    stream=stream,
+                    proxies=session.proxies,
+                    verify=session.verify,
+                    cert=session.cert,
                 )
             except requests.RequestException as exc:
                 changed = _cause_of_type(exc, FileChangedError)
@@ -966,6 +966,48 @@ def _settle_environment(session: requests.Session, base_url: str) -> None:
     if bundle:
         session.verify = bundle
     session.trust_env = False
+
+
+def _prepare(
+    session: requests.Session,
+    method: str,
+    url: str,
+    headers: Mapping[str, str],
+    *,
+    params: Mapping[str, Any] | None,
+    json_body: Mapping[str, Any] | None,
+    body: StreamingMultipartBody | None,
+) -> requests.PreparedRequest:
+    """Prepare a request from the hook's session as ``Session.request`` would, minus its generic merging.
+
+    ``Session.prepare_request`` merges the session's headers, params, cookies and hooks into every
+    request through requests' general-purpose helpers, whose runtime protocol checks make that merge
+    the costliest step of preparing a request (about 0.5 ms on a process's first request, measured with
+    benchmarks/upload.py). The hook's session has fixed headers, auth and hooks, no params and, from
+    BCTRL, no cookies, so they are applied here directly; the request's headers win over the
+    session's, and ``Session.send`` still runs the session's hooks, cookie jar and adapters.
+
+    A streaming body is attached after preparing, with its exact ``Content-Length``: requests would only
+    inspect it to learn what is already known, and its first such inspection in a process checks the
+    body's type against every ``Mapping`` subclass loaded (about 0.25 ms with Airflow imported).
+    """
+    prepared = requests.PreparedRequest()
+    prepared.prepare(
+        method=method,
+        url=url,
+        # The later key wins when the prepared headers fold case-variants together.
+        headers={**session.headers, **headers},
+        data={},  # "no form data", as Session.request passes it (None would cost an ABC scan)
+        json=json_body,
+        params=params,
+        auth=session.auth,
+        cookies=session.cookies.copy() if len(session.cookies) else None,
+        hooks=session.hooks,
+    )
+    if body is not None:
+        prepared.body = body  # type: ignore[assignment]  # an iterable body, as requests allows
+        prepared.headers["Content-Length"] = str(len(body))
+    return prepared
 
 
 def _q(value: str) -> str:
