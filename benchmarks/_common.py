@@ -10,6 +10,7 @@ import platform
 import re
 import resource
 import shutil
+import ssl
 import statistics
 import subprocess
 import sys
@@ -189,11 +190,55 @@ def server_process(
             process.wait(10)
 
 
-def get_json(url: str, timeout: float = 10) -> Any:
-    """GET a small JSON document (no proxies: loopback only)."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+def get_json(url: str, timeout: float = 10, *, cafile: Path | None = None) -> Any:
+    """GET a small JSON document (no proxies: loopback only); ``cafile`` trusts a test certificate."""
+    handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({})]
+    if cafile is not None:
+        handlers.append(urllib.request.HTTPSHandler(context=ssl.create_default_context(cafile=str(cafile))))
+    opener = urllib.request.build_opener(*handlers)
     with opener.open(url, timeout=timeout) as response:
         return json.load(response)
+
+
+def loopback_certificate(directory: Path) -> tuple[Path, Path]:
+    """A throwaway self-signed certificate for ``127.0.0.1`` and its key: ``(cert.pem, key.pem)``.
+
+    For the TLS runs: the sink serves it, and every client trusts it as its only CA (curl
+    ``--cacert``, the hook through ``REQUESTS_CA_BUNDLE``), so nothing skips verification.
+    """
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bctrl benchmark sink")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "sink-cert.pem", directory / "sink-key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_path, key_path
 
 
 def median(values: Sequence[float]) -> float:
@@ -253,9 +298,17 @@ def print_machine(info: dict[str, Any]) -> None:
     )
 
 
-def hook_env(base_url: str, api_key: str, airflow_home: Path) -> dict[str, str]:
-    """The environment of a child that uses the hook: a throwaway AIRFLOW_HOME and the connection."""
+def hook_env(
+    base_url: str, api_key: str, airflow_home: Path, *, ca_bundle: Path | None = None
+) -> dict[str, str]:
+    """The environment of a child that uses the hook: a throwaway AIRFLOW_HOME and the connection.
+
+    ``ca_bundle`` (TLS runs) goes in ``REQUESTS_CA_BUNDLE``, which the hook reads once per session.
+    """
     env = dict(os.environ)
+    env.pop("REQUESTS_CA_BUNDLE", None)
+    if ca_bundle is not None:
+        env["REQUESTS_CA_BUNDLE"] = str(ca_bundle)
     env.update(
         {
             "AIRFLOW_HOME": str(airflow_home),

@@ -10,6 +10,7 @@ part is the upload call, connect included, up to the parsed response. Prints one
 from __future__ import annotations
 
 import json
+import os
 import resource
 import sys
 import time
@@ -79,6 +80,7 @@ def upload_with_requests(url: str, path: Path) -> tuple[_Clock, int | None]:
 
     session = requests.Session()
     session.trust_env = False
+    session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or True  # the TLS run's test certificate
     with _Clock() as clock, path.open("rb") as source:
         response = session.post(
             f"{url}/v1/runtimes/rt_bench/files/upload",

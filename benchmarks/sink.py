@@ -14,6 +14,7 @@ and request counters (and the last body's size, which the benchmark checks again
 Run it alone::
 
     python benchmarks/sink.py --port 0      # prints "SINK listening on http://127.0.0.1:PORT"
+    python benchmarks/sink.py --port 0 --tls-cert cert.pem --tls-key key.pem   # https
 
 or in-process with :class:`Sink` (a context manager).
 """
@@ -25,6 +26,7 @@ import contextlib
 import json
 import signal
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -114,6 +116,8 @@ class _Connection:
 
     def serve(self) -> None:
         try:
+            if self.sink.tls is not None:  # the handshake runs here, off the accepting thread
+                self.conn = self.sink.tls.wrap_socket(self.conn, server_side=True)
             while self._serve_one():
                 pass
         except (ConnectionError, OSError):
@@ -176,12 +180,17 @@ class Sink:
 
     :param host: the interface (loopback).
     :param port: the TCP port; 0 picks a free one.
+    :param tls: ``(certificate, key)`` PEM files to serve https instead of http.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, tls: tuple[str, str] | None = None) -> None:
         self._listener = socket.create_server((host, port), backlog=64)
         bound_host, bound_port = self._listener.getsockname()[:2]
-        self.url = f"http://{bound_host}:{bound_port}"
+        self.tls: ssl.SSLContext | None = None
+        if tls is not None:
+            self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.tls.load_cert_chain(*tls)
+        self.url = f"{'https' if tls else 'http'}://{bound_host}:{bound_port}"
         self._lock = threading.Lock()
         self._counters = {"requests": 0, "bodyBytes": 0, "lastBodyBytes": 0, "lastSeconds": 0.0, "accepts": 0}
         self._stopping = False
@@ -243,8 +252,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--tls-cert", help="serve https with this PEM certificate (and --tls-key)")
+    parser.add_argument("--tls-key", help="the certificate's PEM private key")
     args = parser.parse_args(argv)
-    sink = Sink(args.host, args.port)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        parser.error("--tls-cert and --tls-key go together")
+    sink = Sink(args.host, args.port, (args.tls_cert, args.tls_key) if args.tls_cert else None)
     signal.signal(signal.SIGTERM, lambda *_: sink.stop())
     print(READY_LINE.format(url=sink.url), flush=True)
     try:

@@ -19,7 +19,11 @@ Targets (issue 6): the hook's throughput at least 0.9x curl's (per size; 1 GiB i
 its peak RSS growing by less than 32 MiB from the smallest to the largest size. Exit status 1 when
 a target is missed. Usage::
 
-    python benchmarks/upload.py [--sizes 10M,256M,1G] [--rounds 5] [--clients hook,curl,requests]
+    python benchmarks/upload.py [--sizes 10M,256M,1G] [--rounds 5] [--clients hook,curl,requests] [--tls]
+
+``--tls`` serves https with a throwaway certificate that every client trusts: the transport of the
+real API, where the hook's file part goes in chunks (TLS encrypts in the process) instead of by
+sendfile. The targets are the issue's, over plain http into the emulator; the TLS figures inform.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from _common import (
     chosen_sizes,
     get_json,
     hook_env,
+    loopback_certificate,
     machine,
     make_file,
     median,
@@ -62,7 +67,7 @@ TARGET_RSS_GROWTH_MIB = 32.0
 MAX_FRAMING = 4096
 #: GNU time reports a child's CPU seconds in steps of this size.
 CPU_RESOLUTION = 0.01
-_SINK_READY = re.compile(r"SINK listening on (?P<url>http://\S+)")
+_SINK_READY = re.compile(r"SINK listening on (?P<url>https?://\S+)")
 
 
 def _run_client(client: str, url: str, path: Path, env: dict[str, str]) -> tuple[float, float, float]:
@@ -79,6 +84,9 @@ def _run_client(client: str, url: str, path: Path, env: dict[str, str]) -> tuple
             "-F", f"runtimePath=bench/{path.name}", f"{url}/v1/runtimes/rt_bench/files/upload",
         ]  # fmt: skip
         result = run_child(command, env=env)
+        if "REQUESTS_CA_BUNDLE" in env:  # TLS run: curl trusts the sink's certificate as the hook does
+            command[1:1] = ["--cacert", env["REQUESTS_CA_BUNDLE"]]
+        result = run_child(command, env=env)
         if result.returncode != 0 or not result.stdout.endswith(" 200"):
             raise RuntimeError(f"curl failed ({result.returncode}): {result.stdout} {result.stderr[-2000:]}")
         return float(result.stdout.split()[0]), result.cpu_seconds, result.peak_rss_mib
@@ -89,44 +97,70 @@ def _run_client(client: str, url: str, path: Path, env: dict[str, str]) -> tuple
     return float(report["seconds"]), float(report["cpu_seconds"]), result.peak_rss_mib
 
 
-def run(sizes: list[int], rounds: int, clients: list[str], *, verbose: bool = True) -> dict[str, Any]:
-    """Run the comparison and return every sample and the medians (see :func:`report`)."""
+def run(
+    sizes: list[int], rounds: int, clients: list[str], *, verbose: bool = True, tls: bool = False
+) -> dict[str, Any]:
+    """Run the comparison and return every sample and the medians (see :func:`report`).
+
+    :param tls: serve https with a throwaway certificate that every client trusts (the real API's
+        transport: the hook's file part goes in chunks, as ``hook-chunks`` does over http).
+    """
     if "curl" in clients and not shutil.which("curl"):
         raise SystemExit("curl is not installed (apt-get install -y curl), or leave it out with --clients")
-    samples: dict[str, dict[str, list[dict[str, float]]]] = {}
-    with (
-        temp_dir("bctrl-bench-upload-") as work,
-        server_process([PYTHON, str(BENCH_DIR / "sink.py"), "--port", "0"], _SINK_READY) as (_, ready),
-    ):
-        url = ready.group("url")
-        (work / "airflow").mkdir()
-        env = hook_env(url, "bctrl_bench", work / "airflow")
-        for size in sizes:
-            test_file = make_file(work, size)
-            warm(test_file.path)
-            per_client: dict[str, list[dict[str, float]]] = {client: [] for client in clients}
-            for round_index in range(rounds):
-                for client in rotated(clients, round_index):
-                    seconds, cpu, peak = _run_client(client, url, test_file.path, env)
-                    body = int(get_json(f"{url}/_sink/stats")["lastBodyBytes"])
-                    if not size < body <= size + MAX_FRAMING:
-                        raise RuntimeError(f"{client} sent a {body}-byte body for a {size}-byte file")
-                    per_client[client].append({"seconds": seconds, "cpu_seconds": cpu, "peak_rss_mib": peak})
-                    if verbose:
-                        print(
-                            f"  {size_label(size):>8} round {round_index + 1}/{rounds} {client:<8} "
-                            f"{seconds:8.3f} s {size / MIB / seconds:9.1f} MiB/s  CPU {cpu:6.3f} s {peak:7.1f} MiB",
-                            flush=True,
-                        )
-            samples[size_label(size)] = per_client
-            test_file.path.unlink()
+    with temp_dir("bctrl-bench-upload-") as work:
+        sink_command = [PYTHON, str(BENCH_DIR / "sink.py"), "--port", "0"]
+        cert: Path | None = None
+        if tls:
+            cert, key = loopback_certificate(work)
+            sink_command += ["--tls-cert", str(cert), "--tls-key", str(key)]
+        with server_process(sink_command, _SINK_READY) as (_, ready):
+            url = ready.group("url")
+            (work / "airflow").mkdir()
+            env = hook_env(url, "bctrl_bench", work / "airflow", ca_bundle=cert)
+            samples = _measure(url, env, work, sizes, rounds, clients, verbose=verbose, cafile=cert)
     return {
         "sizes": sizes,
         "rounds": rounds,
         "clients": clients,
+        "tls": tls,
         "samples": samples,
         "summary": summarise(sizes, samples),
     }
+
+
+def _measure(
+    url: str,
+    env: dict[str, str],
+    work: Path,
+    sizes: list[int],
+    rounds: int,
+    clients: list[str],
+    *,
+    verbose: bool,
+    cafile: Path | None,
+) -> dict[str, dict[str, list[dict[str, float]]]]:
+    """Every round of every client at every size; the sink's byte count checked after each upload."""
+    samples: dict[str, dict[str, list[dict[str, float]]]] = {}
+    for size in sizes:
+        test_file = make_file(work, size)
+        warm(test_file.path)
+        per_client: dict[str, list[dict[str, float]]] = {client: [] for client in clients}
+        for round_index in range(rounds):
+            for client in rotated(clients, round_index):
+                seconds, cpu, peak = _run_client(client, url, test_file.path, env)
+                body = int(get_json(f"{url}/_sink/stats", cafile=cafile)["lastBodyBytes"])
+                if not size < body <= size + MAX_FRAMING:
+                    raise RuntimeError(f"{client} sent a {body}-byte body for a {size}-byte file")
+                per_client[client].append({"seconds": seconds, "cpu_seconds": cpu, "peak_rss_mib": peak})
+                if verbose:
+                    print(
+                        f"  {size_label(size):>8} round {round_index + 1}/{rounds} {client:<11} "
+                        f"{seconds:8.3f} s {size / MIB / seconds:9.1f} MiB/s  CPU {cpu:6.3f} s {peak:7.1f} MiB",
+                        flush=True,
+                    )
+        samples[size_label(size)] = per_client
+        test_file.path.unlink()
+    return samples
 
 
 def summarise(
@@ -188,17 +222,19 @@ def report(result: dict[str, Any], *, smoke: bool = False) -> bool:
     :param smoke: a ``--quick`` run: its sizes are too small for the throughput target (fixed per-call
         costs dominate, see docs/performance.md), so those lines are information, not a verdict.
     """
+    transport = "https" if result.get("tls") else "plain http"
     print(
-        f"\nupload into the discarding sink, median of {result['rounds']} rounds (each client in a fresh process)"
+        f"\nupload into the discarding sink over {transport}, median of {result['rounds']} rounds"
+        " (each client in a fresh process)"
     )
     print(
-        f"{'size':>8}  {'client':<9}{'median s':>10}{'MiB/s':>10}{'CPU s':>8}{'peak RSS MiB':>14}{'x curl':>8}"
+        f"{'size':>8}  {'client':<12}{'median s':>10}{'MiB/s':>10}{'CPU s':>8}{'peak RSS MiB':>14}{'x curl':>8}"
         "   min..max s"
     )
     for row in result["summary"]:
         ratio = "" if row["ratio_to_curl"] is None else f"{row['ratio_to_curl']:.2f}"
         print(
-            f"{row['label']:>8}  {row['client']:<9}{row['seconds']:10.3f}{row['mib_s']:10.1f}"
+            f"{row['label']:>8}  {row['client']:<12}{row['seconds']:10.3f}{row['mib_s']:10.1f}"
             f"{row['cpu_seconds']:8.3f}{row['peak_rss_mib']:14.1f}{ratio:>8}   {row['min_seconds']:.3f}..{row['max_seconds']:.3f}"
         )
     if not GNU_TIME:
@@ -207,6 +243,11 @@ def report(result: dict[str, Any], *, smoke: bool = False) -> bool:
     for passed, line in checks(result):
         if smoke and line.startswith("hook throughput"):
             print(f"INFO: {line} (quick run: sizes too small to judge throughput)")
+            continue
+        if result.get("tls") and line.startswith("hook throughput"):
+            # The issue's targets are over plain http; this sink decrypts in Python, which caps
+            # every client near 800 MiB/s here, so the TLS ratios inform rather than judge.
+            print(f"INFO: {line} (TLS run: information)")
             continue
         ok = ok and passed
         print(f"{'PASS' if passed else 'FAIL'}: {line}")
@@ -238,6 +279,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--clients", default=",".join(CLIENTS), help="comma-separated subset of " + ",".join(CLIENTS)
     )
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="https with a throwaway certificate every client trusts (the real API's transport)",
+    )
     args = parser.parse_args(argv)
     sizes, rounds = chosen_sizes(parser, args, default_rounds=5, max_rounds=50)
     clients = [client.strip() for client in args.clients.split(",") if client.strip()]
@@ -245,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown clients: {', '.join(sorted(unknown))}")
     info = machine()
     print_machine(info)
-    result = run(sizes, rounds, clients, verbose=not args.quiet)
+    result = run(sizes, rounds, clients, verbose=not args.quiet, tls=args.tls)
     result["machine"] = info
     ok = report(result, smoke=args.quick and not args.sizes)
     if args.json:

@@ -45,6 +45,27 @@ def test_upload_benchmark_runs_every_python_client(tmp_path: Path) -> None:
     assert "PASS: hook peak RSS growth 1 MiB -> 3 MiB" in result.stdout
 
 
+def test_upload_benchmark_over_tls_verifies_a_throwaway_certificate(tmp_path: Path) -> None:
+    out = tmp_path / "upload-tls.json"
+    result = _run(
+        "upload.py",
+        "--tls",
+        "--sizes",
+        "1M",
+        "--rounds",
+        "1",
+        "--clients",
+        "hook,requests",
+        "--json",
+        str(out),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "over https" in result.stdout
+    report = json.loads(out.read_text())
+    assert report["tls"] is True
+    assert {row["client"] for row in report["summary"]} == {"hook", "requests"}
+
+
 def test_body_strategies_benchmark_compares_every_body(tmp_path: Path) -> None:
     result = _run("body_strategies.py", "--size", "2M", "--rounds", "1", "--chunks", "64,1024")
     assert result.returncode == 0, result.stdout + result.stderr
