@@ -1,8 +1,8 @@
 # Developer entry points for airflow-provider-bctrl. Quickstart: `make demo`, then `make test`.
 #
 # Everything runs inside .venv, which is created from `python3` on first use and re-installed when
-# pyproject.toml changes. Nothing here needs anything but python3, make and (for the browser tests)
-# Debian's chromium, which `make browser-deps` installs when we are root.
+# pyproject.toml changes. Nothing here needs anything but python3, make and, for the tests, Debian's
+# chromium (browser tests) and curl (benchmark smoke tests), which `make system-deps` installs as root.
 
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -28,7 +28,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_NO_INPUT := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv browser-deps test lint format typecheck unit docs demo bench clean distclean
+.PHONY: help venv system-deps browser-deps test lint format typecheck unit docs demo bench clean distclean
 
 help: ## Show the targets
 	@echo "Usage: make <target>"
@@ -56,24 +56,30 @@ venv: $(STAMP) ## Create or update .venv (done automatically by the other target
 
 # ----------------------------------------------------------------------------- browser tests
 
-browser-deps: ## Install Debian's chromium for the UI tests (root only; skipped with a note otherwise)
-	@if [ -x "$(CHROMIUM)" ]; then \
-	  echo "==> chromium: $(CHROMIUM) is installed"; \
+system-deps: ## Install the Debian packages the tests use: chromium (UI tests), curl (benchmark smoke tests); root only
+	@missing=""; \
+	[ -x "$(CHROMIUM)" ] || missing="chromium"; \
+	command -v curl >/dev/null || missing="$$missing curl"; \
+	if [ -z "$$missing" ]; then \
+	  echo "==> system packages: chromium ($(CHROMIUM)) and curl are installed"; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  echo "==> Installing Debian's chromium for the browser tests (apt-get)"; \
+	  echo "==> Installing Debian packages for the tests (apt-get):$$missing"; \
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get update -qq; \
-	  apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=300 chromium >/dev/null; \
+	  apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=300 $$missing >/dev/null; \
 	  [ -x "$(CHROMIUM)" ] || { echo "ERROR: apt-get finished but $(CHROMIUM) is missing" >&2; exit 1; }; \
-	  echo "==> chromium installed at $(CHROMIUM)"; \
+	  command -v curl >/dev/null || { echo "ERROR: apt-get finished but curl is missing" >&2; exit 1; }; \
+	  echo "==> installed:$$missing"; \
 	else \
-	  echo "NOTE: $(CHROMIUM) is missing and this is not root (or not Debian), so it was not installed."; \
-	  echo "      The UI tests will fail until you run: sudo apt-get install chromium"; \
+	  echo "NOTE:$$missing missing and this is not root (or not Debian), so nothing was installed."; \
+	  echo "      The tests that need them will fail until you run: sudo apt-get install$$missing"; \
 	fi
+
+browser-deps: system-deps ## The same as system-deps (its former name)
 
 # ------------------------------------------------------------------------------------ checks
 
-test: browser-deps $(STAMP) ## Everything CI runs: lint, typecheck, all tests, docs build
+test: system-deps $(STAMP) ## Everything CI runs: lint, typecheck, all tests, docs build
 	@failed=(); summary=(); \
 	for step in lint typecheck unit docs; do \
 	  echo; echo "==================== make $$step"; \

@@ -8,7 +8,7 @@ the key is masked everywhere after saving.
 Screenshots go to ``$BCTRL_UI_ARTIFACTS`` (default ``build/ui-artifacts/``); with
 ``BCTRL_UPDATE_DOCS_SCREENSHOTS=1`` the form and Test screenshots are also copied to ``docs/img/``.
 
-Needs ``/usr/bin/chromium`` (``make browser-deps``); without it the tests fail, they do not skip.
+Needs ``/usr/bin/chromium`` (``make system-deps``); without it the tests fail, they do not skip.
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
         pytest.fail(
             f"{CHROMIUM} is missing, so the UI tests cannot run. Install Debian's chromium "
-            "(`make browser-deps`, or `apt-get install -y chromium`); never `playwright install`."
+            "(`make system-deps`, or `apt-get install -y chromium`); never `playwright install`."
         )
     from playwright.sync_api import sync_playwright
 
