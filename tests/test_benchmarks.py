@@ -1,8 +1,9 @@
 """The benchmark scripts still run and measure what they claim: tiny sizes, one round, no timing asserted.
 
 The figures themselves belong in docs/performance.md (``make bench``); these tests only keep the
-scripts from rotting: every client uploads, the sink sees a body of the right size (the scripts
-check that themselves and fail otherwise), and the results have the shape the report reads.
+scripts from rotting: every client uploads, the sink sees a body of the right size and exactly the
+uploads a sample claims (the scripts check both themselves and fail otherwise), and the results have
+the shape the report reads.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ def _run(script: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_upload_benchmark_runs_every_python_client(tmp_path: Path) -> None:
-    # curl is the reference in `make bench`; the Python clients are what this project maintains.
-    clients = ["hook", "hook-warm", "hook-chunks", "requests"]
+    # `make system-deps` (part of `make test`) installs curl, the reference client.
+    clients = ["hook", "curl", "hook-warm", "hook-chunks", "requests"]
     out = tmp_path / "upload.json"
     result = _run(
         "upload.py", "--sizes", "1M,3M", "--rounds", "1", "--clients", ",".join(clients), "--json", str(out)
@@ -47,23 +48,15 @@ def test_upload_benchmark_runs_every_python_client(tmp_path: Path) -> None:
 
 def test_upload_benchmark_over_tls_verifies_a_throwaway_certificate(tmp_path: Path) -> None:
     out = tmp_path / "upload-tls.json"
+    clients = "hook,curl,requests"
     result = _run(
-        "upload.py",
-        "--tls",
-        "--sizes",
-        "1M",
-        "--rounds",
-        "1",
-        "--clients",
-        "hook,requests",
-        "--json",
-        str(out),
+        "upload.py", "--tls", "--sizes", "1M", "--rounds", "1", "--clients", clients, "--json", str(out)
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "over https" in result.stdout
     report = json.loads(out.read_text())
     assert report["tls"] is True
-    assert {row["client"] for row in report["summary"]} == {"hook", "requests"}
+    assert {row["client"] for row in report["summary"]} == {"hook", "curl", "requests"}
 
 
 def test_body_strategies_benchmark_compares_every_body(tmp_path: Path) -> None:
