@@ -15,12 +15,14 @@ the socket. Over TLS they cannot skip the process (it encrypts them), and the ch
 
 from __future__ import annotations
 
+import errno
 import io
 import os
+import select
 import socket
 import stat
 from collections.abc import Callable, Iterator, Sequence
-from typing import BinaryIO
+from typing import BinaryIO, TypeGuard
 
 from requests_toolbelt.multipart.encoder import MultipartEncoder
 
@@ -31,8 +33,10 @@ DEFAULT_CHUNK_SIZE = 1024 * 1024
 #: Whether a regular file goes to a plain TCP socket with sendfile(2) (see :meth:`chunks_through`).
 #: Off only to measure or test the chunked path over plain http.
 SENDFILE = True
-#: Bytes per sendfile call: progress is reported between calls; the kernel moves the bytes either way.
+#: Most bytes one sendfile call is asked for: progress is reported between calls.
 SENDFILE_STEP = 16 * 1024 * 1024
+#: sendfile(2) errors that mean "not for this file or socket" (nothing was sent; chunks instead).
+_SENDFILE_REFUSED = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP})
 
 
 class FileChangedError(OSError):
@@ -95,7 +99,7 @@ class StreamingMultipartBody:
             stream.close()
             raise
         self._chunk_size = chunk_size
-        self._regular_file = _is_regular_file(stream)
+        self._sendfile_fd = _sendfile_fd(stream)
         #: Called with the number of file bytes sent so far after every chunk (may be set later).
         self.on_progress = on_progress
         self._started = False
@@ -123,30 +127,52 @@ class StreamingMultipartBody:
         try:
             yield self._head
             sock = getattr(connection, "sock", None)
-            # Only the exact plain socket type: TLS sockets (and wrappers) must encrypt in-process.
-            if SENDFILE and self._regular_file and type(sock) is socket.socket:
-                self._send_file(sock)
-            else:
+            sent_by_kernel = False
+            if SENDFILE and self._sendfile_fd is not None and _is_plain_tcp(sock):
+                sent_by_kernel = self._send_file(sock)
+            if not sent_by_kernel:
                 # memoryviews go to the socket as they are; typed as bytes for requests' signature.
                 yield from self._file_chunks()  # type: ignore[misc]
             yield self._tail
         finally:
             self.close()
 
-    def _send_file(self, sock: socket.socket) -> None:
-        # socket.sendfile passes explicit offsets to sendfile(2) and seeks the file to the end of
-        # what it sent, so the "did it grow?" read below starts at the right place.
+    def _send_file(self, sock: socket.socket) -> bool:
+        """Send the file part with sendfile(2); False when the kernel refuses it before the first byte.
+
+        A socket with a timeout is non-blocking underneath, so a full send buffer is waited out with
+        poll(2) for at most the socket's timeout, as ``sendall`` would. sendfile(2) takes explicit
+        offsets and leaves the file position alone; it is moved to the end afterwards for the "did it
+        grow?" check.
+        """
+        assert self._sendfile_fd is not None
+        out_fd, in_fd = sock.fileno(), self._sendfile_fd
+        timeout = sock.gettimeout()
         start = self._file.tell()
         sent = 0
+        poller: select.poll | None = None
         while sent < self.file_size:
-            step = min(SENDFILE_STEP, self.file_size - sent)
-            count = sock.sendfile(self._file, start + sent, step)
-            sent += count
-            if count < step:
+            try:
+                count = os.sendfile(out_fd, in_fd, start + sent, min(SENDFILE_STEP, self.file_size - sent))
+            except BlockingIOError:
+                if poller is None:
+                    poller = select.poll()
+                    poller.register(out_fd, select.POLLOUT)
+                if not poller.poll(None if timeout is None else timeout * 1000):
+                    raise TimeoutError("timed out sending the file to the socket") from None
+                continue
+            except OSError as exc:
+                if sent == 0 and exc.errno in _SENDFILE_REFUSED:
+                    return False  # e.g. a file system without sendfile support: chunks instead
+                raise
+            if count == 0:
                 raise self._shrank(sent)
+            sent += count
             if self.on_progress is not None:
                 self.on_progress(sent)
+        self._file.seek(start + sent)
         self._check_not_grown()
+        return True
 
     def _file_chunks(self) -> Iterator[memoryview]:
         # The buffer is reused: http.client sends each chunk completely (sendall) before asking for
@@ -196,9 +222,24 @@ class StreamingMultipartBody:
         return out.getvalue()
 
 
-def _is_regular_file(stream: BinaryIO) -> bool:
-    """True when ``stream`` is backed by a regular file of the OS (sendfile needs one)."""
+def _sendfile_fd(stream: BinaryIO) -> int | None:
+    """The descriptor to sendfile ``stream``'s bytes from, or None when they must be read through it.
+
+    Only a binary file opened from disk as it is (``open(path, "rb")``: a ``BufferedReader`` over a
+    ``FileIO``) qualifies. A wrapper (gzip, bz2, an fsspec opener that decompresses) can expose the
+    descriptor of a file whose raw bytes are not the stream's bytes.
+    """
+    if not hasattr(os, "sendfile") or type(stream) is not io.BufferedReader:
+        return None
+    if type(stream.raw) is not io.FileIO:
+        return None
     try:
-        return stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
-    except (AttributeError, OSError, ValueError):  # no fileno (io.UnsupportedOperation is an OSError)
-        return False
+        descriptor = stream.fileno()
+        return descriptor if stat.S_ISREG(os.fstat(descriptor).st_mode) else None
+    except (OSError, ValueError):
+        return None
+
+
+def _is_plain_tcp(sock: object) -> TypeGuard[socket.socket]:
+    """A stdlib socket without TLS (TLS sockets, and sockets of green-thread libraries, are other types)."""
+    return type(sock) is socket.socket and type(sock).__module__ == "socket"

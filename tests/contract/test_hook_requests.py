@@ -9,6 +9,7 @@ with schema-minimal ones, which the hook must parse.
 from __future__ import annotations
 
 import email
+import errno
 import gzip
 import io
 import json
@@ -130,7 +131,7 @@ def answers() -> dict[str, Any]:
 @pytest.fixture
 def recorder(answers: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorder]:
     def respond(request: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
-        target = request["target"]
+        target = request["target"].split("?", 1)[0]
         if target.endswith("/files/upload"):
             return _json(answers["upload"])
         if target.endswith("/files/collect"):
@@ -309,27 +310,45 @@ def test_a_file_name_with_quotes_also_goes_as_the_name_part(recorder: Recorder, 
     assert set(parts) == {"name", "file"}
 
 
+def _sendfile_spy(monkeypatch: pytest.MonkeyPatch, refuse: bool = False) -> list[tuple[int, int]]:
+    """Record every os.sendfile call as (bytes asked, bytes sent); ``refuse`` answers EINVAL, as a file
+    system without sendfile support does."""
+    calls: list[tuple[int, int]] = []
+    original = os.sendfile
+
+    def spy(out_fd: int, in_fd: int, offset: int | None, count: int) -> int:
+        if refuse:
+            calls.append((count, 0))
+            raise OSError(errno.EINVAL, "Invalid argument")
+        sent = original(out_fd, in_fd, offset, count)
+        calls.append((count, sent))
+        return sent
+
+    monkeypatch.setattr(os, "sendfile", spy)
+    return calls
+
+
+def _reference_body(request: dict[str, Any], fields: list[tuple[str, str]], data: bytes, name: str) -> bytes:
+    from requests_toolbelt.multipart.encoder import MultipartEncoder
+
+    boundary = request["headers"]["content-type"].split("boundary=", 1)[1]
+    return MultipartEncoder(
+        fields=[*fields, ("file", (name, io.BytesIO(data), "text/csv"))], boundary=boundary
+    ).to_string()
+
+
 @pytest.mark.parametrize("size", [0, 1, 1024 * 1024, 3 * 1024 * 1024 + 7])
 @pytest.mark.parametrize("sendfile", [True, False], ids=["sendfile", "chunks"])
 def test_the_wire_body_is_toolbelts_encoding_on_both_send_paths(
     recorder: Recorder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int, sendfile: bool
 ) -> None:
-    """Over plain http the file part goes by sendfile(2) (1 MiB per call here, so 3 MiB + 7 takes
-    four calls); with it off, by chunks. Either way the server gets toolbelt's exact encoding."""
-    from requests_toolbelt.multipart.encoder import MultipartEncoder
-
+    """Over plain http the file part goes by sendfile(2), here at most 1 MiB per call; with it off, by
+    chunks. Either way the server gets toolbelt's exact encoding."""
     from airflow_provider_bctrl import _multipart
 
     monkeypatch.setattr(_multipart, "SENDFILE", sendfile)
     monkeypatch.setattr(_multipart, "SENDFILE_STEP", 1024 * 1024)
-    sendfile_calls: list[int | None] = []
-    original_sendfile = socket.socket.sendfile
-
-    def counting_sendfile(self: socket.socket, file: Any, offset: int = 0, count: int | None = None) -> int:
-        sendfile_calls.append(count)
-        return original_sendfile(self, file, offset, count)
-
-    monkeypatch.setattr(socket.socket, "sendfile", counting_sendfile)
+    calls = _sendfile_spy(monkeypatch)
     data = os.urandom(size)
     source = tmp_path / "données.csv"
     source.write_bytes(data)
@@ -337,11 +356,45 @@ def test_the_wire_body_is_toolbelts_encoding_on_both_send_paths(
 
     (request,) = recorder.requests
     _check_headers(request, "multipart/form-data; boundary=")
-    boundary = request["headers"]["content-type"].split("boundary=", 1)[1]
     fields = [("runtimePath", "inputs/"), ("metadata", '{"k":"ü"}')]
-    reference = MultipartEncoder(
-        fields=[*fields, ("file", ("données.csv", io.BytesIO(data), "text/csv"))], boundary=boundary
-    ).to_string()
-    assert request["body"] == reference
-    expected_calls = [min(1024 * 1024, size - done) for done in range(0, size, 1024 * 1024)]
-    assert sendfile_calls == (expected_calls if sendfile else [])
+    assert request["body"] == _reference_body(request, fields, data, "données.csv")
+    if sendfile:
+        # Every file byte went through sendfile(2) (a call may send less than asked when the socket
+        # buffer is full); none through the process.
+        assert sum(sent for _, sent in calls) == size
+        assert all(0 < asked <= 1024 * 1024 for asked, _ in calls)
+    else:
+        assert calls == []
+
+
+def test_a_file_system_that_refuses_sendfile_gets_chunks(
+    recorder: Recorder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = _sendfile_spy(monkeypatch, refuse=True)
+    data = os.urandom(2 * 1024 * 1024 + 5)
+    source = tmp_path / "a.csv"
+    source.write_bytes(data)
+    BctrlHook(max_retries=0).upload_file(RUNTIME, source)
+
+    (request,) = recorder.requests
+    assert request["body"] == _reference_body(request, [], data, "a.csv")
+    assert calls == [(2 * 1024 * 1024 + 5, 0)]  # asked once, refused, then chunks
+
+
+def test_session_settings_follow_requests_merge_rules(recorder: Recorder) -> None:
+    """The hook prepares requests itself (see _prepare); requests' own rules still hold: a session
+    header set to None is dropped, session params are sent, the session's cookies go along."""
+    hook = BctrlHook(max_retries=0)
+    session = hook.get_conn()
+    session.headers["X-Dropped"] = None  # type: ignore[assignment]  # requests' way to drop a header
+    session.headers["x-team"] = "data"
+    session.params = {"tenant": "a"}
+    session.cookies.set("lb", "node-2", domain="127.0.0.1", path="/")
+    hook.whoami()
+
+    (request,) = recorder.requests
+    assert request["target"] == "/v1/auth/whoami?tenant=a"
+    assert "x-dropped" not in request["headers"]
+    assert request["headers"]["x-team"] == "data"
+    assert request["headers"]["cookie"] == "lb=node-2"
+    assert request["headers"]["authorization"] == f"Bearer {KEY}"

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import io
 import os
 import socket
 import ssl
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from requests_toolbelt.multipart.encoder import MultipartEncoder
@@ -137,3 +140,37 @@ def test_without_a_connection_socket_the_body_is_chunked(tmp_path: Path) -> None
     assert _through(body, None) == _reference(body, [], b"abc", "a.csv")
     with pytest.raises(RuntimeError, match="only once"):
         _through(body, None)
+
+
+@pytest.mark.parametrize("opener", [gzip.open, bz2.open], ids=["gzip", "bz2"])
+def test_a_decompressing_stream_is_read_through_not_sendfiled(tmp_path: Path, opener: Any) -> None:
+    """A wrapper's descriptor is that of the compressed file: its bytes must come through the stream."""
+    data = os.urandom(200_000)
+    packed = tmp_path / "data.csv.z"
+    with opener(packed, "wb") as out:
+        out.write(data)
+    body = StreamingMultipartBody(
+        fields=[],
+        file_field="file",
+        stream=opener(packed, "rb"),
+        size=len(data),
+        filename="data.csv",
+        content_type="text/csv",
+    )
+    with socket.socket() as plain:  # a plain TCP socket: sendfile would be chosen for a plain file
+        assert _through(body, plain) == _reference(body, [], data, "data.csv")
+
+
+def test_only_a_stdlib_socket_gets_sendfile(tmp_path: Path) -> None:
+    """A socket class of a green-thread library (here a stand-in subclass) gets chunks."""
+
+    class GreenSocket(socket.socket):
+        pass
+
+    source = tmp_path / "a.csv"
+    source.write_bytes(b"abc" * 1000)
+    body = StreamingMultipartBody(
+        fields=[], file_field="file", path=source, filename="a.csv", content_type="text/csv"
+    )
+    with GreenSocket() as green:
+        assert _through(body, green) == _reference(body, [], b"abc" * 1000, "a.csv")
