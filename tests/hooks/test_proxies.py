@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +22,7 @@ class _Proxy(ThreadingHTTPServer):
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _ProxyHandler)
         self.seen: list[str] = []
+        self.bodies: list[bytes] = []
 
     @property
     def url(self) -> str:
@@ -33,6 +36,19 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         # A forward proxy receives the absolute URL; answer as the API would.
         self.server.seen.append(self.path)
         body = json.dumps({"organizationId": "org-via-proxy", "defaultSpaceId": "space-1"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:
+        # An upload through the proxy: keep the body, answer as the API's upload would.
+        self.server.seen.append(self.path)
+        self.server.bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
+        body = json.dumps(
+            {"id": "file-1", "name": "a.bin", "runtimeId": "rt-1", "runtimePath": "a.bin", "sizeBytes": 1}
+        ).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -71,6 +87,34 @@ def test_no_proxy_is_honoured(proxy: _Proxy, monkeypatch: pytest.MonkeyPatch) ->
     with pytest.raises(BctrlTransportError, match="connection refused"):
         BctrlHook(max_retries=0).whoami()
     assert proxy.seen == []
+
+
+def test_an_upload_through_a_proxy_is_sent_whole_in_chunks(
+    proxy: _Proxy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A proxy pool is urllib3's own, without the hook's socket access: the body goes as chunks."""
+    sendfile_calls: list[int] = []
+    original = os.sendfile
+    monkeypatch.setattr(os, "sendfile", lambda *args: sendfile_calls.append(args[3]) or original(*args))
+    data = os.urandom(3 * 1024 * 1024 + 11)
+    source = tmp_path / "a.bin"
+    source.write_bytes(data)
+    staged = BctrlHook(max_retries=0).upload_file("rt-1", source)
+    assert staged.id == "file-1"
+    assert proxy.seen == [f"{UNREACHABLE_API}/v1/runtimes/rt-1/files/upload"]
+    (body,) = proxy.bodies
+    assert data in body  # the whole file, inside its framing
+    assert len(body) - len(data) < 1024
+    assert sendfile_calls == []
+
+
+def test_a_none_proxy_entry_falls_through_to_all(proxy: _Proxy, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As with requests' own merge, {"http": None} means "no entry", so the "all" proxy applies."""
+    monkeypatch.delenv("HTTP_PROXY")
+    hook = BctrlHook(max_retries=0)
+    hook.get_conn().proxies = {"http": None, "all": proxy.url}  # type: ignore[dict-item]
+    assert hook.whoami().organization_id == "org-via-proxy"
+    assert proxy.seen == [f"{UNREACHABLE_API}/v1/auth/whoami"]
 
 
 def test_ca_bundle_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
