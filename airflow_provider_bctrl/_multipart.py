@@ -9,7 +9,7 @@ this body takes the encoded framing from toolbelt and streams the file's bytes i
 constant whatever the file size, and requests sends a ``Content-Length`` (no chunked encoding).
 
 Over a plain TCP socket (``http://``, see :mod:`airflow_provider_bctrl._transport`) a local file's
-bytes do not pass through the process at all: ``socket.sendfile`` moves them from the page cache to
+bytes do not pass through the process at all: sendfile(2) moves them from the page cache to
 the socket. Over TLS they cannot skip the process (it encrypts them), and the chunks are used.
 """
 
@@ -115,7 +115,7 @@ class StreamingMultipartBody:
 
         The framing is yielded as usual. The file part, when the source is a regular local file and
         the connection's socket a plain TCP socket, goes straight from the file to that socket with
-        ``socket.sendfile`` at the moment it is due (the framing before it has been sent by then);
+        sendfile(2) at the moment it is due (the framing before it has been sent by then);
         otherwise it is yielded in chunks like :meth:`__iter__` does.
         """
         return self._chunks(connection)

@@ -1,7 +1,7 @@
 """The hook's HTTP transport: requests' adapter, with plain-http connections that can use sendfile(2).
 
 A :class:`~airflow_provider_bctrl._multipart.StreamingMultipartBody` sent over one of these
-connections hands its file part to the kernel with ``socket.sendfile``: the bytes go from the page
+connections hands its file part to the kernel with sendfile(2): the bytes go from the page
 cache to the socket without ever entering the process (no buffer, no copy). That only works on a
 plain TCP socket, so it applies to ``http://`` base URLs (the local emulator, a plain-http gateway
 inside a cluster). Over ``https://`` TLS must encrypt every byte in the process, and the body streams

@@ -8,7 +8,7 @@ All in one process over one pooled connection, 1 GiB by default, strategies alte
 - ``stream-<N>k``: :class:`~airflow_provider_bctrl._multipart.StreamingMultipartBody` (what the hook
   sends over TLS) with ``N`` KiB ``readinto`` chunks into one reused buffer (the hook uses 1024);
 - ``sendfile``: the same body through the hook's adapter, which over plain http hands the file part
-  to the kernel with ``socket.sendfile`` (what the hook does against the emulator).
+  to the kernel with sendfile(2) (what the hook does against the emulator).
 
 Prints wall and CPU seconds and the ratio to ``stream-1024k``. Information for
 ``docs/performance.md`` (decision 4), not a target. Usage::
