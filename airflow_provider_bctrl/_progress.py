@@ -88,11 +88,22 @@ class TransferProgress:
         """
         elapsed = max(self._clock() - self._started, 1e-9)
         self._log.info(
-            "%s finished: %.1f MiB in %.2f s (%.1f MiB/s)%s",
+            "%s finished: %s in %.2f s (%s/s)%s",
             self._label,
-            self.done / _MIB,
+            human_size(self.done),
             elapsed,
-            self.done / _MIB / elapsed,
+            human_size(self.done / elapsed),
             f"; {outcome}" if outcome else "",
         )
         return elapsed
+
+
+def human_size(count: float) -> str:
+    """``104`` → ``"104 B"``, ``1536`` → ``"1.5 KiB"``, ``10485760`` → ``"10.0 MiB"`` (binary units)."""
+    if count < 1024:
+        return f"{count:.0f} B"
+    for unit in ("KiB", "MiB", "GiB"):
+        count /= 1024
+        if count < 1024:
+            return f"{count:.1f} {unit}"
+    return f"{count / 1024:.1f} TiB"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_bctrl._progress import TransferProgress
+from airflow_provider_bctrl._progress import TransferProgress, human_size
 from airflow_provider_bctrl.hooks.bctrl import BctrlHook
 
 MIB = 1024 * 1024
@@ -22,7 +22,8 @@ PROGRESS = re.compile(
     r"^(?P<label>.+): (?P<done>\d+\.\d) / (?P<total>\d+\.\d) MiB \((?P<percent>\d+)%\), (?P<rate>\d+\.\d) MiB/s$"
 )
 SUMMARY = re.compile(
-    r"^(?P<label>.+) finished: (?P<size>\d+\.\d) MiB in (?P<seconds>\d+\.\d\d) s \((?P<rate>\d+\.\d) MiB/s\)(?:; (?P<outcome>.+))?$"
+    r"^(?P<label>.+) finished: (?P<size>\d+(?:\.\d)?) (?P<size_unit>B|KiB|MiB|GiB|TiB) in (?P<seconds>\d+\.\d\d) s "
+    r"\((?P<rate>\d+(?:\.\d)?) (?P<rate_unit>B|KiB|MiB|GiB|TiB)/s\)(?:; (?P<outcome>.+))?$"
 )
 
 
@@ -74,7 +75,7 @@ def test_a_fast_transfer_logs_once_per_tenth_and_a_summary(
     assert [int(line["percent"]) for line in lines] == [10, 20, 30, 40, 50, 60, 70, 80, 90]
     assert all(line["label"] == "Upload of big.bin" and line["total"] == "1000.0" for line in lines)
     (summary,) = _summary_lines(messages)
-    assert summary["size"] == "1000.0"
+    assert (summary["size"], summary["size_unit"]) == ("1000.0", "MiB")
     assert summary["seconds"] == "1.00"
     assert float(summary["rate"]) == pytest.approx(1000.0, rel=0.01)
     assert len(messages) == len(lines) + 1
@@ -164,7 +165,7 @@ def test_reaching_the_total_leaves_the_last_word_to_the_summary(
     messages = _messages(caplog, logger.name)
     assert _progress_lines(messages) == []
     (summary,) = _summary_lines(messages)
-    assert summary["size"] == "10.0"
+    assert (summary["size"], summary["size_unit"]) == ("10.0", "MiB")
     assert elapsed == pytest.approx(60.5)
 
 
@@ -178,6 +179,35 @@ def test_an_empty_file_gets_a_summary_and_no_division_by_zero(
     messages = _messages(caplog, logger.name)
     assert len(_summary_lines(messages)) == 1
     assert _progress_lines(messages) == []
+
+
+@pytest.mark.parametrize(
+    ("count", "text"),
+    [
+        (0, "0 B"),
+        (104, "104 B"),
+        (1023, "1023 B"),
+        (1536, "1.5 KiB"),
+        (10 * MIB, "10.0 MiB"),
+        (1024 * MIB, "1.0 GiB"),
+        (3 * 1024 * 1024 * MIB, "3.0 TiB"),
+    ],
+)
+def test_sizes_read_in_binary_units(count: int, text: str) -> None:
+    assert human_size(count) == text
+
+
+def test_a_small_transfer_reads_in_bytes_not_zero_mib(
+    logger: logging.Logger, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock()
+    progress = TransferProgress(logger, "Upload of report.csv", 104, clock=clock)
+    progress.update(104)
+    clock.now += 0.5
+    progress.finish("stored as file f-1")
+
+    (summary,) = _summary_lines(_messages(caplog, logger.name))
+    assert summary.string == "Upload of report.csv finished: 104 B in 0.50 s (208 B/s); stored as file f-1"
 
 
 # ---------------------------------------------------------------------- one real upload, real hook
@@ -212,7 +242,7 @@ def test_a_real_upload_logs_bounded_progress_and_one_summary(
     assert percents == sorted(percents)
     assert all(0 < percent < 100 for percent in percents)
     assert summaries[0]["label"] == "Upload of recording.bin"
-    assert summaries[0]["size"] == "20.0"
+    assert (summaries[0]["size"], summaries[0]["size_unit"]) == ("20.0", "MiB")
     assert float(summaries[0]["rate"]) > 0
     assert summaries[0]["outcome"] == f"stored as file {staged.id}, runtime path {staged.runtime_path}"
     # The summary comes after every progress line.
