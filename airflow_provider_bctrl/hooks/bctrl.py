@@ -247,7 +247,7 @@ class BctrlHook(BaseHook):
     The connection (type ``bctrl``) holds the API key in its password field and the API base URL in
     its host field (``https://api.bctrl.ai`` when empty). Extra fields: ``space_id`` (default space
     for collect), ``subaccount_id`` (sent as ``BCTRL-Subaccount-Id``), ``timeout`` (seconds),
-    ``max_retries`` and ``allow_insecure_http``.
+    ``max_retries``, ``max_retry_wait`` (seconds) and ``allow_insecure_http``.
 
     One :class:`requests.Session` is created lazily per hook and reused for every call, so several
     calls share pooled connections. The hook is safe to share between threads.
@@ -828,7 +828,9 @@ class BctrlHook(BaseHook):
             try:
                 return self._download_once(file_id, target)
             except BctrlApiError as exc:
-                retryable = isinstance(exc, BctrlTransportError) or (
+                # As in _request: a TLS failure (a bad certificate, a wrong CA) does not heal by retrying.
+                tls_failure = isinstance(exc.__cause__, requests.exceptions.SSLError)
+                retryable = (isinstance(exc, BctrlTransportError) and not tls_failure) or (
                     exc.status is not None and status_is_retryable(exc.status, idempotent=True)
                 )
                 if not retryable or attempt > retries:
@@ -904,6 +906,10 @@ class BctrlHook(BaseHook):
             return False, f"Host reached, but it gave no valid HTTP answer: {exc}"
         except BctrlUnexpectedResponseError as exc:
             return False, f"Not a BCTRL API: {exc}"
+        except (BctrlRateLimitError, BctrlServerError) as exc:
+            # 429 or 5xx, with or without BCTRL's error object: a gateway in front of an outage answers
+            # in its own format, and the base URL may well be right.
+            return False, f"BCTRL is unavailable right now, try again later: {exc}"
         except BctrlApiError as exc:
             if exc.code is None:
                 return False, f"Not a BCTRL API: {exc}"

@@ -313,3 +313,62 @@ def test_connection_refused_gives_a_transport_error(
         hook.upload_file(runtime_id, source)
     assert not isinstance(info.value, BctrlUncertainTransportError)
     assert len(hook.retry_waits) == 1
+
+
+class _NotTls:
+    """A loopback server that answers anything with plain HTTP, so a TLS handshake with it fails.
+
+    It counts the connections it accepts: each one is one attempt by the client.
+    """
+
+    def __init__(self) -> None:
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self._server.settimeout(0.2)
+        self.url = f"https://127.0.0.1:{self._server.getsockname()[1]}"
+        self.accepted = 0
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._closed.is_set():
+            try:
+                conn, _ = self._server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.accepted += 1
+            with conn, contextlib.suppress(OSError):
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+    def close(self) -> None:
+        self._closed.set()
+        self._server.close()
+        self._thread.join(5)
+
+
+@pytest.fixture
+def not_tls(monkeypatch: pytest.MonkeyPatch) -> Iterator[_NotTls]:
+    server = _NotTls()
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_BCTRL_DEFAULT",
+        f'{{"conn_type": "bctrl", "host": "{server.url}", "password": "bctrl_tls_key"}}',
+    )
+    yield server
+    server.close()
+
+
+@pytest.mark.parametrize("call", ["whoami", "download"])
+def test_a_tls_failure_is_not_retried(not_tls: _NotTls, tmp_path: Path, call: str) -> None:
+    """A bad handshake (here: the server does not speak TLS at all) does not heal by trying again."""
+    hook = BctrlHook(max_retries=2)
+    attempt = {
+        "whoami": hook.whoami,
+        "download": lambda: hook.download_file("f47ac10b-58cc-4372-a567-0e02b2c3d479", tmp_path / "out.bin"),
+    }[call]
+    with pytest.raises(BctrlTransportError, match=r"TLS handshake with https://127\.0\.0\.1:\d+ failed"):
+        attempt()
+    assert not_tls.accepted == 1
+    assert hook.retry_waits == []
+    assert not (tmp_path / "out.bin").exists()

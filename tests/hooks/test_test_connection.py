@@ -82,6 +82,7 @@ class FakeServers:
 
     html: str
     html_404_echo: str
+    html_502: str
     json_not_whoami: str
     refused: str
     silent: str
@@ -103,6 +104,7 @@ def fakes() -> Iterator[FakeServers]:
     """Start the fakes once per module; close every socket afterwards."""
     html = _serve(_HtmlHandler)
     html_404 = _serve(_HtmlHandler, status=404, echo_headers=True)
+    html_502 = _serve(_HtmlHandler, status=502)  # a load balancer in front of an outage
     not_whoami = _serve(_JsonHandler)
     # Bound but not listening: the kernel refuses connections, and no other process can take the port.
     refused = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -115,12 +117,13 @@ def fakes() -> Iterator[FakeServers]:
         yield FakeServers(
             html=f"http://127.0.0.1:{html.server_address[1]}",
             html_404_echo=f"http://127.0.0.1:{html_404.server_address[1]}",
+            html_502=f"http://127.0.0.1:{html_502.server_address[1]}",
             json_not_whoami=f"http://127.0.0.1:{not_whoami.server_address[1]}",
             refused=f"http://127.0.0.1:{refused.getsockname()[1]}",
             silent=f"http://127.0.0.1:{silent.getsockname()[1]}",
         )
     finally:
-        for server in (html, html_404, not_whoami):
+        for server in (html, html_404, html_502, not_whoami):
             server.shutdown()
             server.server_close()
         refused.close()
@@ -262,6 +265,17 @@ def test_html_error_page_echoing_the_key_is_redacted(
     _assert_no_key(message)
 
 
+def test_a_gateway_error_page_is_an_outage_not_a_wrong_url(
+    fakes: FakeServers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 502 in a load balancer's own HTML says BCTRL is down, not that the base URL is wrong."""
+    ok, message, _ = _test(monkeypatch, _conn_json(fakes.html_502))
+    assert ok is False
+    assert message.startswith("BCTRL is unavailable right now, try again later: BCTRL API 502")
+    assert "text/html" in message
+    _assert_no_key(message)
+
+
 def test_json_that_is_not_whoami_is_not_a_bctrl_api(
     fakes: FakeServers, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -286,7 +300,7 @@ def test_retryable_status_is_not_retried(emu: BctrlEmulator, monkeypatch: pytest
     emu.clear_requests_log()
     ok, message, _ = _test(monkeypatch, emu.airflow_connection_json({"max_retries": 3}))
     assert ok is False
-    assert "503" in message
+    assert message.startswith("BCTRL is unavailable right now, try again later: BCTRL API 503")
     assert len(emu.requests_log()) == 1
     _assert_no_key(message, emu.api_key)
 
