@@ -26,6 +26,7 @@ __all__ = [
     "backoff_delay",
     "parse_retry_after",
     "status_is_retryable",
+    "transport_failure_is_retryable",
 ]
 
 #: Statuses a non-idempotent POST may retry: the server says it did not act.
@@ -37,6 +38,15 @@ GET_RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 def status_is_retryable(status: int, *, idempotent: bool) -> bool:
     """Whether a response with ``status`` may be retried automatically."""
     return status in (GET_RETRYABLE_STATUSES if idempotent else POST_RETRYABLE_STATUSES)
+
+
+def transport_failure_is_retryable(*, tls: bool, idempotent: bool, never_sent: bool) -> bool:
+    """Whether a request that got no response may be retried automatically.
+
+    A TLS failure (a bad certificate, a wrong CA bundle) never heals by trying again. Otherwise a GET
+    always may; a POST only when the request never left (the server cannot have acted).
+    """
+    return not tls and (idempotent or never_sent)
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:

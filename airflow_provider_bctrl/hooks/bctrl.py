@@ -29,7 +29,12 @@ from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnection
 from airflow_provider_bctrl import CONN_TYPE, DEFAULT_BASE_URL, DEFAULT_CONN_ID, __version__
 from airflow_provider_bctrl._multipart import FileChangedError, StreamingMultipartBody
 from airflow_provider_bctrl._progress import TransferProgress
-from airflow_provider_bctrl._retry import backoff_delay, parse_retry_after, status_is_retryable
+from airflow_provider_bctrl._retry import (
+    backoff_delay,
+    parse_retry_after,
+    status_is_retryable,
+    transport_failure_is_retryable,
+)
 from airflow_provider_bctrl._storage import (
     Destination,
     resolve_destination,
@@ -477,7 +482,11 @@ class BctrlHook(BaseHook):
                     ) from exc
                 never_sent = _never_sent(exc)
                 error = self._transport_error(exc, operation, uncertain=not (idempotent or never_sent))
-                retryable = not isinstance(exc, requests.exceptions.SSLError) and (idempotent or never_sent)
+                retryable = transport_failure_is_retryable(
+                    tls=isinstance(exc, requests.exceptions.SSLError),
+                    idempotent=idempotent,
+                    never_sent=never_sent,
+                )
                 if not retryable or attempt > retries:
                     raise error from exc
                 self._wait_before_retry(operation, attempt, retries, str(error), None)
@@ -828,11 +837,14 @@ class BctrlHook(BaseHook):
             try:
                 return self._download_once(file_id, target)
             except BctrlApiError as exc:
-                # As in _request: a TLS failure (a bad certificate, a wrong CA) does not heal by retrying.
-                tls_failure = isinstance(exc.__cause__, requests.exceptions.SSLError)
-                retryable = (isinstance(exc, BctrlTransportError) and not tls_failure) or (
-                    exc.status is not None and status_is_retryable(exc.status, idempotent=True)
-                )
+                retryable = (
+                    isinstance(exc, BctrlTransportError)
+                    and transport_failure_is_retryable(
+                        tls=isinstance(exc.__cause__, requests.exceptions.SSLError),
+                        idempotent=True,
+                        never_sent=False,
+                    )
+                ) or (exc.status is not None and status_is_retryable(exc.status, idempotent=True))
                 if not retryable or attempt > retries:
                     raise
                 self._wait_before_retry("download", attempt, retries, str(exc), exc.retry_after)
