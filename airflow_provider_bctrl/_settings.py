@@ -10,16 +10,23 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from airflow_provider_bctrl import DEFAULT_BASE_URL
+from airflow_provider_bctrl import CONN_TYPE, DEFAULT_BASE_URL
 from airflow_provider_bctrl._validation import check_id
 from airflow_provider_bctrl.exceptions import BctrlConnectionConfigError, BctrlInputError
 
-__all__ = ["BctrlConnectionSettings", "HookArguments", "connection_settings", "origin", "redact"]
+__all__ = [
+    "BctrlConnectionSettings",
+    "HookArguments",
+    "connection_settings",
+    "load_settings",
+    "origin",
+    "redact",
+]
 
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_CONNECT_TIMEOUT = 10.0
@@ -114,6 +121,47 @@ def is_loopback(hostname: str) -> bool:
         return ipaddress.ip_address(hostname.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def load_settings(
+    get_connection: Callable[[str], Any], conn_id: Any, arguments: HookArguments
+) -> BctrlConnectionSettings:
+    """Look the connection up with ``get_connection`` (the hook's) and check it into settings."""
+    if not isinstance(conn_id, str) or not conn_id.strip():
+        raise BctrlConnectionConfigError("bctrl_conn_id is empty: name the Airflow connection to use.")
+    try:
+        conn = get_connection(conn_id)
+    except _connection_not_found():
+        raise BctrlConnectionConfigError(
+            f"The Airflow connection {conn_id!r} does not exist. Create a connection of type "
+            f"'{CONN_TYPE}' with that id, or set AIRFLOW_CONN_{conn_id.upper()}."
+        ) from None
+    if conn.password:
+        _mask(conn.password.strip())
+    return connection_settings(conn, conn_id, arguments)
+
+
+def _connection_not_found() -> tuple[type[Exception], ...]:
+    """The exception types ``get_connection`` raises for a missing connection (Airflow 2 and 3)."""
+    from airflow.exceptions import AirflowNotFoundException
+
+    kinds: list[type[Exception]] = [AirflowNotFoundException]
+    try:
+        from airflow.sdk.exceptions import AirflowNotFoundException as SdkNotFound
+    except ImportError:  # pragma: no cover - Airflow 2 without the task SDK's own exceptions
+        pass
+    else:
+        kinds.append(SdkNotFound)
+    return tuple(kinds)
+
+
+def _mask(secret: str) -> None:
+    # Airflow already masks connection passwords it hands out; this also covers keys set another way.
+    try:
+        from airflow.sdk.log import mask_secret
+    except ImportError:  # pragma: no cover - very old task SDKs
+        return
+    mask_secret(secret)
 
 
 def connection_settings(conn: Any, conn_id: str, arguments: HookArguments) -> BctrlConnectionSettings:

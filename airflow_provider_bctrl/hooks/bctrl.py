@@ -38,7 +38,7 @@ from airflow_provider_bctrl._settings import (
     DEFAULT_BACKOFF_BASE,
     BctrlConnectionSettings,
     HookArguments,
-    connection_settings,
+    load_settings,
 )
 from airflow_provider_bctrl._storage import Destination, resolve_destination, resolve_source
 from airflow_provider_bctrl._validation import check_id, check_name
@@ -117,19 +117,7 @@ class BctrlHook(BaseHook):
     @cached_property
     def settings(self) -> BctrlConnectionSettings:
         """The connection's settings, read once and checked (raises on a missing or unusable connection)."""
-        conn_id = self.bctrl_conn_id
-        if not isinstance(conn_id, str) or not conn_id.strip():
-            raise BctrlConnectionConfigError("bctrl_conn_id is empty: name the Airflow connection to use.")
-        try:
-            conn = self.get_connection(conn_id)
-        except _connection_not_found() as exc:
-            raise BctrlConnectionConfigError(
-                f"The Airflow connection {conn_id!r} does not exist. Create a connection of type "
-                f"'{CONN_TYPE}' with that id, or set AIRFLOW_CONN_{conn_id.upper()}."
-            ) from exc
-        if conn.password:
-            _mask(conn.password.strip())
-        return connection_settings(conn, conn_id, self._arguments)
+        return load_settings(self.get_connection, self.bctrl_conn_id, self._arguments)
 
     @property
     def backoff_base(self) -> float:
@@ -569,20 +557,6 @@ class BctrlHook(BaseHook):
         return True, message
 
 
-def _connection_not_found() -> tuple[type[Exception], ...]:
-    """The exception types ``get_connection`` raises for a missing connection (Airflow 2 and 3)."""
-    from airflow.exceptions import AirflowNotFoundException
-
-    kinds: list[type[Exception]] = [AirflowNotFoundException]
-    try:
-        from airflow.sdk.exceptions import AirflowNotFoundException as SdkNotFound
-    except ImportError:  # pragma: no cover - Airflow 2 without the task SDK's own exceptions
-        pass
-    else:
-        kinds.append(SdkNotFound)
-    return tuple(kinds)
-
-
 def _int_header(response: requests.Response, name: str) -> int | None:
     value = response.headers.get(name)
     return int(value) if value is not None and value.isdigit() else None
@@ -599,12 +573,3 @@ def _upload_outcome(staged: RuntimeStagedFile | None) -> str:
 def _q(value: str) -> str:
     """Quote an id for use as one URL path segment (nothing is safe, so '/' cannot split it)."""
     return quote(value, safe="")
-
-
-def _mask(secret: str) -> None:
-    # Airflow already masks connection passwords it hands out; this also covers keys set another way.
-    try:
-        from airflow.sdk.log import mask_secret
-    except ImportError:  # pragma: no cover - very old task SDKs
-        return
-    mask_secret(secret)
