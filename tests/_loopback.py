@@ -1,0 +1,94 @@
+"""Raw TCP servers on loopback for the tests that need a server misbehaving below HTTP.
+
+One accept loop, used by every such test: it listens on 127.0.0.1 at a free port (or a given one),
+hands each accepted connection to ``handle`` in its own thread, counts them, and stops on ``close()``
+or after ``max_seconds`` at the latest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+
+class LoopbackServer:
+    """Accepts connections on 127.0.0.1 and gives each to ``handle(connection)`` in a thread of its own."""
+
+    def __init__(
+        self, handle: Callable[[socket.socket], None], *, port: int = 0, max_seconds: float = 120.0
+    ) -> None:
+        self._handle = handle
+        self._server = socket.create_server(("127.0.0.1", port))
+        self._server.settimeout(0.2)
+        self.port: int = self._server.getsockname()[1]
+        self.accepted = 0
+        self._lock = threading.Lock()
+        self._connections: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._deadline = time.monotonic() + max_seconds
+        self._thread = threading.Thread(target=self._accept, name="loopback-server", daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set() and time.monotonic() < self._deadline:
+            try:
+                conn, _ = self._server.accept()
+            except TimeoutError:
+                continue
+            except OSError:  # closed by close()
+                return
+            with self._lock:
+                self.accepted += 1
+                self._connections.append(conn)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            self._handle(conn)
+
+    def track(self, sock: socket.socket) -> None:
+        """Close ``sock`` too when the server closes (an upstream connection a handler opened)."""
+        with self._lock:
+            self._connections.append(sock)
+
+    def close(self) -> None:
+        """Stop accepting and close every connection still open."""
+        self._stop.set()
+        self._server.close()
+        self._thread.join(5)
+        with self._lock:
+            for conn in self._connections:
+                with contextlib.suppress(OSError):
+                    conn.close()
+
+
+def pipe(source: socket.socket, target: socket.socket) -> None:
+    """Copy bytes from ``source`` to ``target`` until ``source`` ends, then end ``target``'s sending side."""
+    try:
+        while chunk := source.recv(256 * 1024):
+            target.sendall(chunk)
+    except OSError:
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            target.shutdown(socket.SHUT_WR)
+
+
+def relay_to(upstream: tuple[str, int], server: Callable[[], LoopbackServer | None], timeout: float = 30.0):
+    """A handler that forwards each connection to ``upstream`` (both directions)."""
+
+    def handle(client: socket.socket) -> None:
+        remote = socket.create_connection(upstream, timeout=timeout)
+        client.settimeout(timeout)
+        owner = server()
+        if owner is not None:
+            owner.track(remote)
+        back = threading.Thread(target=pipe, args=(remote, client), daemon=True)
+        back.start()
+        pipe(client, remote)
+        back.join(timeout)
+
+    return handle
