@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
-from airflow.sdk import BaseHook
+from airflow.providers.common.compat.sdk import BaseHook
 from requests.auth import AuthBase
 from requests.sessions import merge_setting
 from requests.structures import CaseInsensitiveDict
@@ -68,7 +68,7 @@ from airflow_provider_bctrl.exceptions import (
 from airflow_provider_bctrl.models import CollectedFile, RuntimeStagedFile, StoredFile, WhoAmI
 
 if TYPE_CHECKING:
-    from airflow.sdk import ObjectStoragePath
+    from airflow.providers.common.compat.sdk import ObjectStoragePath
 
 __all__ = ["BctrlConnectionSettings", "BctrlHook"]
 
@@ -1057,10 +1057,8 @@ def _q(value: str) -> str:
 
 def _mask(secret: str) -> None:
     # Airflow already masks connection passwords it hands out; this also covers keys set another way.
-    try:
-        from airflow.sdk.log import mask_secret
-    except ImportError:  # pragma: no cover - very old task SDKs
-        return
+    from airflow.providers.common.compat.sdk import mask_secret
+
     mask_secret(secret)
 
 
