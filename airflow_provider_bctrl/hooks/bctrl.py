@@ -270,6 +270,20 @@ class BctrlHook(BaseHook):
     conn_type = CONN_TYPE
     hook_name = "BCTRL"
 
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """The form's extra fields for Airflow 2.11-3.1 (3.2+ reads ``conn-fields`` from the provider info)."""
+        from airflow_provider_bctrl._form import connection_form_widgets
+
+        return connection_form_widgets()
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Hidden and relabelled standard fields for Airflow 2.11-3.1 (3.2+: ``ui-field-behaviour``)."""
+        from airflow_provider_bctrl._form import ui_field_behaviour
+
+        return ui_field_behaviour()
+
     def __init__(
         self,
         bctrl_conn_id: str = DEFAULT_CONN_ID,

@@ -29,8 +29,8 @@ from airflow_provider_bctrl._validation import check_id
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.openlineage.facet import Dataset
-    from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.providers.common.compat.sdk import Context
+    from airflow.providers.openlineage.extractors import OperatorLineage
 
     from airflow_provider_bctrl.hooks.bctrl import BctrlHook
 
