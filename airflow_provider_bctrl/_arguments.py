@@ -27,7 +27,7 @@ from airflow_provider_bctrl._validation import (
 from airflow_provider_bctrl.exceptions import BctrlInputError
 
 if TYPE_CHECKING:
-    from airflow.sdk import ObjectStoragePath
+    from airflow.providers.common.compat.sdk import ObjectStoragePath
 
 __all__ = ["CollectArguments", "DownloadArguments", "StageArguments", "UploadArguments"]
 

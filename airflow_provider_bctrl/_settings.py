@@ -142,25 +142,20 @@ def load_settings(
 
 
 def _connection_not_found() -> tuple[type[Exception], ...]:
-    """The exception types ``get_connection`` raises for a missing connection (Airflow 2 and 3)."""
-    from airflow.exceptions import AirflowNotFoundException
+    """The exception types ``get_connection`` raises for a missing connection (Airflow 2.11 to 3.x).
 
-    kinds: list[type[Exception]] = [AirflowNotFoundException]
-    try:
-        from airflow.sdk.exceptions import AirflowNotFoundException as SdkNotFound
-    except ImportError:  # pragma: no cover - Airflow 2 without the task SDK's own exceptions
-        pass
-    else:
-        kinds.append(SdkNotFound)
-    return tuple(kinds)
+    The task SDK has its own class on 3.x, while code paths outside a task still raise the core one.
+    """
+    from airflow.exceptions import AirflowNotFoundException as CoreNotFound
+    from airflow.providers.common.compat.sdk import AirflowNotFoundException
+
+    return (AirflowNotFoundException, CoreNotFound)
 
 
 def _mask(secret: str) -> None:
     # Airflow already masks connection passwords it hands out; this also covers keys set another way.
-    try:
-        from airflow.sdk.log import mask_secret
-    except ImportError:  # pragma: no cover - very old task SDKs
-        return
+    from airflow.providers.common.compat.sdk import mask_secret
+
     mask_secret(secret)
 
 

@@ -22,7 +22,7 @@ from airflow_provider_bctrl._validation import check_local_file
 from airflow_provider_bctrl.exceptions import BctrlInputError
 
 if TYPE_CHECKING:
-    from airflow.sdk import ObjectStoragePath
+    from airflow.providers.common.compat.sdk import ObjectStoragePath
 
 __all__ = ["Destination", "Source", "is_object_path", "is_uri", "resolve_destination", "resolve_source"]
 
@@ -44,7 +44,7 @@ def is_object_path(value: object) -> bool:
 
 
 def _object_path(value: Any, conn_id: str | None, argument: str) -> ObjectStoragePath:
-    from airflow.sdk import ObjectStoragePath
+    from airflow.providers.common.compat.sdk import ObjectStoragePath
 
     if isinstance(value, ObjectStoragePath):
         return value

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import requests
-from airflow.sdk import BaseHook
+from airflow.providers.common.compat.sdk import BaseHook
 
 from airflow_provider_bctrl import CONN_TYPE, DEFAULT_CONN_ID
 from airflow_provider_bctrl._arguments import (
@@ -56,7 +56,7 @@ from airflow_provider_bctrl.exceptions import (
 from airflow_provider_bctrl.models import CollectedFile, RuntimeStagedFile, StoredFile, WhoAmI
 
 if TYPE_CHECKING:
-    from airflow.sdk import ObjectStoragePath
+    from airflow.providers.common.compat.sdk import ObjectStoragePath
 
 __all__ = ["BctrlConnectionSettings", "BctrlHook", "guess_content_type"]
 
@@ -89,6 +89,20 @@ class BctrlHook(BaseHook):
     default_conn_name = DEFAULT_CONN_ID
     conn_type = CONN_TYPE
     hook_name = "BCTRL"
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """The form's extra fields for Airflow 2.11-3.1 (3.2+ reads ``conn-fields`` from the provider info)."""
+        from airflow_provider_bctrl._form import connection_form_widgets
+
+        return connection_form_widgets()
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Hidden and relabelled standard fields for Airflow 2.11-3.1 (3.2+: ``ui-field-behaviour``)."""
+        from airflow_provider_bctrl._form import ui_field_behaviour
+
+        return ui_field_behaviour()
 
     def __init__(
         self,

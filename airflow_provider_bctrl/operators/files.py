@@ -18,7 +18,7 @@ from airflow_provider_bctrl._arguments import DownloadArguments
 from airflow_provider_bctrl.operators._base import BctrlBaseOperator, uri_ref
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context, ObjectStoragePath
+    from airflow.providers.common.compat.sdk import Context, ObjectStoragePath
 
 __all__ = ["BctrlDownloadFileOperator"]
 

@@ -44,7 +44,7 @@ from airflow_provider_bctrl.operators._base import (
 )
 
 if TYPE_CHECKING:
-    from airflow.sdk import Asset, Context, ObjectStoragePath
+    from airflow.providers.common.compat.sdk import Asset, Context, ObjectStoragePath
 
 __all__ = ["BctrlCollectFileOperator", "BctrlStageFileOperator", "BctrlUploadFileOperator"]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from airflow.sdk import DAG
+from airflow.providers.common.compat.sdk import DAG
 
 from airflow_provider_bctrl.exceptions import BctrlInputError
 from airflow_provider_bctrl.operators import BctrlCollectFileOperator as ExportedCollect
