@@ -37,8 +37,8 @@ def _has_control_chars(value: str) -> bool:
 def check_id(value: Any, argument: str) -> str:
     """Return ``value`` if it is usable as an id in a URL path, else raise.
 
-    Ids are opaque strings, but one that contains ``/``, ``?``, ``#``, ``%``, ``..`` or control
-    characters could change the request's path, so it is refused rather than silently encoded.
+    Ids are opaque strings, but ``.`` or one that contains ``/``, ``?``, ``#``, ``%``, ``..`` or
+    control characters could change the request's path, so it is refused rather than silently encoded.
     """
     if not isinstance(value, str):
         raise BctrlInputError(
@@ -50,10 +50,12 @@ def check_id(value: Any, argument: str) -> str:
         raise BctrlInputError(f"{argument} {_describe(value)} has leading or trailing white space.")
     if len(value) > MAX_ID_LENGTH:
         raise BctrlInputError(f"{argument} is {len(value)} characters long; ids are at most {MAX_ID_LENGTH}.")
-    if any(ch in value for ch in _ID_FORBIDDEN) or ".." in value or _has_control_chars(value):
+    # A dot segment ("." or "..") would be removed by URL normalisation and change the request's
+    # path (decision 10); '%' could spell one ("%2e"), '/', '?', '#' and '\\' would split the URL.
+    if value == "." or any(ch in value for ch in _ID_FORBIDDEN) or ".." in value or _has_control_chars(value):
         raise BctrlInputError(
-            f"{argument} {_describe(value)} is not a valid id: ids may not contain '/', '?', '#', '%', "
-            "'\\', '..' or control characters."
+            f"{argument} {_describe(value)} is not a valid id: ids may not be '.' or contain '/', '?', "
+            "'#', '%', '\\', '..' or control characters."
         )
     return value
 
