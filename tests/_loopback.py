@@ -121,7 +121,12 @@ class HttpRecorder:
                 request = {"method": method, "target": target, "headers": headers, "body": body}
                 self.requests.append(request)
                 status, answer_headers, answer = self.respond(request)
-                head = f"HTTP/1.1 {status} X\r\nContent-Length: {len(answer)}\r\n"
+                head = f"HTTP/1.1 {status} X\r\n"
+                if answer_headers.get("Transfer-Encoding") == "chunked":  # the answer in 64 KiB chunks
+                    pieces = [answer[i : i + 65536] for i in range(0, len(answer), 65536)] + [b""]
+                    answer = b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for piece in pieces)
+                else:
+                    head += f"Content-Length: {len(answer)}\r\n"
                 head += "".join(f"{name}: {value}\r\n" for name, value in answer_headers.items())
                 conn.sendall(head.encode() + b"\r\n" + answer)
         except OSError:
