@@ -385,20 +385,13 @@ class BctrlHook(BaseHook):
         )
 
     def _collect(self, args: CollectArguments) -> CollectedFile:
-        body: dict[str, Any] = {"path": args.path}
-        if args.storage_path is not None:
-            body["storagePath"] = args.storage_path
-        if args.name is not None:
-            body["name"] = args.name
-        if args.artifact is not None:
-            body["artifact"] = args.artifact
         space = args.space_id if args.space_id is not None else self.get_default_space_id()
         self.log.info("Collecting %s from runtime %s into space %s", args.path, args.runtime_id, space)
         response = self._request(
             "POST",
             f"/v1/spaces/{_q(space)}/runtimes/{_q(args.runtime_id)}/files/collect",
             operation="collect",
-            json_body=body,
+            json_body=args.json_body(),
         )
         collected: CollectedFile = self._parse(response, "collect", CollectedFile.from_api)
         self.log.info(
@@ -421,13 +414,11 @@ class BctrlHook(BaseHook):
         return self._stage(StageArguments.check(runtime_id, file_id, runtime_path=runtime_path, name=name))
 
     def _stage(self, args: StageArguments) -> RuntimeStagedFile:
-        body: dict[str, Any] = {"fileId": args.file_id}
-        if args.runtime_path is not None:
-            body["runtimePath"] = args.runtime_path
-        if args.name is not None:
-            body["name"] = args.name
         response = self._request(
-            "POST", f"/v1/runtimes/{_q(args.runtime_id)}/files/stage", operation="stage", json_body=body
+            "POST",
+            f"/v1/runtimes/{_q(args.runtime_id)}/files/stage",
+            operation="stage",
+            json_body=args.json_body(),
         )
         return self._parse(response, "stage", RuntimeStagedFile.from_api)
 
