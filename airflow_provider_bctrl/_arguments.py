@@ -39,6 +39,10 @@ def _optional(value: Any, check: Any, argument: str) -> Any:
     return None if value is None else check(value, argument)
 
 
+def _without_none(body: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in body.items() if value is not None}
+
+
 def _conn_id(value: str | None, argument: str) -> str | None:
     # A template such as "{{ params.storage_conn_id }}" renders to "" when unset: no connection.
     return check_id(value, argument) if value else None
@@ -118,6 +122,17 @@ class CollectArguments:
             artifact=_optional(artifact, check_artifact, "artifact"),
         )
 
+    def json_body(self) -> dict[str, Any]:
+        """The request body of ``POST .../files/collect`` (unset fields left out)."""
+        return _without_none(
+            {
+                "path": self.path,
+                "storagePath": self.storage_path,
+                "name": self.name,
+                "artifact": self.artifact,
+            }
+        )
+
 
 @dataclass(frozen=True)
 class StageArguments:
@@ -139,6 +154,10 @@ class StageArguments:
             runtime_path=_optional(runtime_path, check_runtime_path, "runtime_path"),
             name=_optional(name, check_name, "name"),
         )
+
+    def json_body(self) -> dict[str, Any]:
+        """The request body of ``POST .../files/stage`` (unset fields left out)."""
+        return _without_none({"fileId": self.file_id, "runtimePath": self.runtime_path, "name": self.name})
 
 
 @dataclass(frozen=True)

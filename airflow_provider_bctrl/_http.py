@@ -7,19 +7,24 @@ server that echoes the key cannot put it into a result, an XCom, an exception or
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import requests
-from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
+from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError
+from urllib3.exceptions import SSLError as Urllib3SSLError
 
 from airflow_provider_bctrl import __version__
+from airflow_provider_bctrl._deadlines import AnswerTooSlow, DeadlineAdapter, read_body
 from airflow_provider_bctrl._multipart import FileChangedError, StreamingMultipartBody
 from airflow_provider_bctrl._settings import BctrlConnectionSettings, origin
 from airflow_provider_bctrl.exceptions import (
+    UNCERTAIN_SUFFIX,
     BctrlApiError,
     BctrlInputError,
+    BctrlTransportError,
+    BctrlUncertainTransportError,
     BctrlUnexpectedResponseError,
     error_from_response,
     error_from_transport,
@@ -54,7 +59,7 @@ class _BearerAuth(AuthBase):
 def new_session(settings: BctrlConnectionSettings) -> requests.Session:
     """A session with the key (for the API's origin only), the User-Agent, the subaccount and a pool."""
     session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=2, pool_maxsize=POOL_SIZE, max_retries=0)
+    adapter = DeadlineAdapter(pool_connections=2, pool_maxsize=POOL_SIZE, max_retries=0)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     session.max_redirects = MAX_REDIRECTS
@@ -102,6 +107,8 @@ def send(
         )
         if response.status_code >= 300 or not stream:
             _read_capped(response, operation, settings)
+    except AnswerTooSlow as exc:
+        raise too_slow(exc, operation, settings, idempotent=idempotent) from exc
     except requests.RequestException as exc:
         changed = _cause_of_type(exc, FileChangedError)
         if changed is not None:
@@ -152,7 +159,7 @@ def _read_capped(response: requests.Response, operation: str, settings: BctrlCon
     """Read a streamed answer into ``response.content``, refusing one over :data:`MAX_JSON_BYTES`."""
     chunks: list[bytes] = []
     size = 0
-    for chunk in response.iter_content(chunk_size=64 * 1024):
+    for chunk in body_chunks(response, settings, download=False):
         chunks.append(chunk)
         size += len(chunk)
         if size > MAX_JSON_BYTES:
@@ -166,6 +173,35 @@ def _read_capped(response: requests.Response, operation: str, settings: BctrlCon
             status=response.status_code,
         )
     response._content = b"".join(chunks)
+
+
+def body_chunks(
+    response: requests.Response, settings: BctrlConnectionSettings, *, download: bool
+) -> Iterator[bytes]:
+    """The body as it arrives, within the deadlines of :mod:`~airflow_provider_bctrl._deadlines`.
+
+    urllib3's errors become requests' (as ``iter_content`` does); :class:`AnswerTooSlow` passes.
+    """
+    try:
+        yield from read_body(response.raw, settings.read_timeout, download=download)
+    except ProtocolError as exc:
+        raise requests.exceptions.ChunkedEncodingError(exc) from exc
+    except DecodeError as exc:
+        raise requests.exceptions.ContentDecodingError(exc) from exc
+    except ReadTimeoutError as exc:
+        raise requests.exceptions.ReadTimeout(exc) from exc
+    except Urllib3SSLError as exc:
+        raise requests.exceptions.SSLError(exc) from exc
+
+
+def too_slow(
+    exc: AnswerTooSlow, operation: str, settings: BctrlConnectionSettings, *, idempotent: bool
+) -> BctrlApiError:
+    """The error for a server that dripped its answer: a GET may retry; a POST's outcome is uncertain."""
+    message = f"BCTRL at {settings.base_url} {exc} ({operation})."
+    if idempotent:
+        return BctrlTransportError(message, retryable=True)
+    return BctrlUncertainTransportError(message + UNCERTAIN_SUFFIX)
 
 
 def parse_json(response: requests.Response, settings: BctrlConnectionSettings) -> Any:

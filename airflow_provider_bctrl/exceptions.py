@@ -163,7 +163,7 @@ class BctrlUncertainTransportError(BctrlTransportError, BctrlUncertainOutcomeErr
 # ---------------------------------------------------------------------- mapping failures onto the errors
 # requests is imported inside these functions: this module is imported when DAG files are parsed.
 
-_UNCERTAIN_SUFFIX = (
+UNCERTAIN_SUFFIX = (
     " The server may have acted on the request, so it was not retried automatically "
     "(a blind retry could store the file twice); check the space's files before retrying."
 )
@@ -207,7 +207,7 @@ def error_from_response(
     if request_id:
         message += f" (request id {request_id})"
     if uncertain:
-        message += "." + _UNCERTAIN_SUFFIX
+        message += "." + UNCERTAIN_SUFFIX
     cls = _error_class(status, uncertain=uncertain, envelope=code is not None)
     return cls(
         message,
@@ -268,6 +268,11 @@ def error_from_transport(
     sent = not never_sent(exc)
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         message = f"Timed out after {connect_timeout:g} s connecting to BCTRL at {where} ({operation})."
+    elif isinstance(exc, requests.exceptions.ReadTimeout) and not sent:
+        message = (
+            f"The TLS handshake with {where} timed out after {read_timeout:g} s ({operation}). Nothing "
+            "was sent."
+        )
     elif isinstance(exc, requests.exceptions.ReadTimeout):
         message = f"BCTRL at {where} did not answer within {read_timeout:g} s ({operation})."
     elif isinstance(exc, requests.exceptions.TooManyRedirects):
@@ -286,7 +291,7 @@ def error_from_transport(
 
     uncertain = sent and not idempotent
     if uncertain:
-        message += _UNCERTAIN_SUFFIX
+        message += UNCERTAIN_SUFFIX
     cls = BctrlUncertainTransportError if uncertain else BctrlTransportError
     # A certificate that fails verification does not heal by trying again; a stalled handshake may.
     tls = isinstance(exc, requests.exceptions.SSLError) and not _is_timeout(exc)
@@ -314,21 +319,44 @@ _HANDSHAKE_MARKERS = (
 
 
 def never_sent(exc: BaseException) -> bool:
-    """Whether a requests failure happened before the request reached the server."""
+    """Whether a requests failure happened before the request reached the server.
+
+    That is: the connection was refused or timed out, or the TLS handshake failed or stalled (urllib3
+    reports a stalled handshake as a read timeout; its cause says "handshake").
+    """
     import requests
     from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
 
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return True
-    if isinstance(exc, requests.exceptions.SSLError):
-        text = str(exc)
-        return any(marker in text for marker in _HANDSHAKE_MARKERS)
+    if isinstance(exc, (requests.exceptions.SSLError, requests.exceptions.ReadTimeout)):
+        return in_handshake(exc)
     if isinstance(exc, requests.exceptions.ConnectionError):
         reason: Any = exc.args[0] if exc.args else None
         if isinstance(reason, MaxRetryError):
             reason = reason.reason
         return isinstance(reason, (NewConnectionError, ConnectTimeoutError))
     return False
+
+
+def in_handshake(exc: BaseException) -> bool:
+    """Whether a TLS or timeout failure happened during the TLS handshake (so nothing was sent)."""
+    text = " ".join(str(part) for part in _chain(exc))
+    return any(marker in text for marker in _HANDSHAKE_MARKERS)
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc``, its first argument if that is an exception, and their causes and contexts (bounded)."""
+    found: list[BaseException] = []
+    stack: list[Any] = [exc]
+    while stack and len(found) < 20:
+        current = stack.pop()
+        if not isinstance(current, BaseException) or any(current is seen for seen in found):
+            continue
+        found.append(current)
+        stack.extend([current.__cause__, current.__context__, getattr(current, "reason", None)])
+        stack.extend(arg for arg in current.args if isinstance(arg, BaseException))
+    return found
 
 
 def _is_timeout(exc: BaseException) -> bool:

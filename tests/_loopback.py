@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 
 class LoopbackServer:
@@ -92,3 +93,46 @@ def relay_to(upstream: tuple[str, int], server: Callable[[], LoopbackServer | No
         back.join(timeout)
 
     return handle
+
+
+class HttpRecorder:
+    """A raw HTTP/1.1 server on loopback that records requests and answers with ``respond(request)``."""
+
+    def __init__(self, respond: Callable[[dict[str, Any]], tuple[int, dict[str, str], bytes]]) -> None:
+        self.respond = respond
+        self.requests: list[dict[str, Any]] = []
+        self._server = LoopbackServer(self._serve)
+        self.url = f"http://127.0.0.1:{self._server.port}"
+
+    def _serve(self, conn: socket.socket) -> None:
+        conn.settimeout(10)
+        reader = conn.makefile("rb")
+        try:
+            for _ in range(1000):  # requests on one keep-alive connection
+                line = reader.readline()
+                if not line:
+                    return
+                method, target, _ = line.decode("latin-1").rstrip("\r\n").split(" ", 2)
+                headers: dict[str, str] = {}
+                while (raw := reader.readline()) not in (b"\r\n", b"\n", b""):
+                    name, value = raw.decode("latin-1").split(":", 1)
+                    headers[name.strip().lower()] = value.strip()
+                body = reader.read(int(headers.get("content-length", "0")))
+                request = {"method": method, "target": target, "headers": headers, "body": body}
+                self.requests.append(request)
+                status, answer_headers, answer = self.respond(request)
+                head = f"HTTP/1.1 {status} X\r\n"
+                if answer_headers.get("Transfer-Encoding") == "chunked":  # the answer in 64 KiB chunks
+                    pieces = [answer[i : i + 65536] for i in range(0, len(answer), 65536)] + [b""]
+                    answer = b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for piece in pieces)
+                else:
+                    head += f"Content-Length: {len(answer)}\r\n"
+                head += "".join(f"{name}: {value}\r\n" for name, value in answer_headers.items())
+                conn.sendall(head.encode() + b"\r\n" + answer)
+        except OSError:
+            return
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        self._server.close()

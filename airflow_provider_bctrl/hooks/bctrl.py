@@ -30,7 +30,15 @@ from airflow_provider_bctrl._arguments import (
     StageArguments,
     UploadArguments,
 )
-from airflow_provider_bctrl._http import json_object, new_session, send, transport_error
+from airflow_provider_bctrl._deadlines import AnswerTooSlow
+from airflow_provider_bctrl._http import (
+    body_chunks,
+    json_object,
+    new_session,
+    send,
+    too_slow,
+    transport_error,
+)
 from airflow_provider_bctrl._multipart import StreamingMultipartBody, guess_content_type
 from airflow_provider_bctrl._progress import TransferProgress
 from airflow_provider_bctrl._retry import backoff_delay, call_with_retries
@@ -391,20 +399,13 @@ class BctrlHook(BaseHook):
         )
 
     def _collect(self, args: CollectArguments) -> CollectedFile:
-        body: dict[str, Any] = {"path": args.path}
-        if args.storage_path is not None:
-            body["storagePath"] = args.storage_path
-        if args.name is not None:
-            body["name"] = args.name
-        if args.artifact is not None:
-            body["artifact"] = args.artifact
         space = args.space_id if args.space_id is not None else self.get_default_space_id()
         self.log.info("Collecting %s from runtime %s into space %s", args.path, args.runtime_id, space)
         response = self._request(
             "POST",
             f"/v1/spaces/{_q(space)}/runtimes/{_q(args.runtime_id)}/files/collect",
             operation="collect",
-            json_body=body,
+            json_body=args.json_body(),
         )
         collected: CollectedFile = self._parse(response, "collect", CollectedFile.from_api)
         self.log.info(
@@ -427,13 +428,11 @@ class BctrlHook(BaseHook):
         return self._stage(StageArguments.check(runtime_id, file_id, runtime_path=runtime_path, name=name))
 
     def _stage(self, args: StageArguments) -> RuntimeStagedFile:
-        body: dict[str, Any] = {"fileId": args.file_id}
-        if args.runtime_path is not None:
-            body["runtimePath"] = args.runtime_path
-        if args.name is not None:
-            body["name"] = args.name
         response = self._request(
-            "POST", f"/v1/runtimes/{_q(args.runtime_id)}/files/stage", operation="stage", json_body=body
+            "POST",
+            f"/v1/runtimes/{_q(args.runtime_id)}/files/stage",
+            operation="stage",
+            json_body=args.json_body(),
         )
         return self._parse(response, "stage", RuntimeStagedFile.from_api)
 
@@ -485,14 +484,17 @@ class BctrlHook(BaseHook):
             headers={"Accept": "*/*", "Accept-Encoding": "identity"},
             max_retries=0,  # the caller's retry loop repeats the whole transfer
         )
-        expected = _int_header(response, "Content-Length")
+        # A server may compress although identity was asked for; requests then decodes, and
+        # Content-Length counts the compressed bytes, so the stored file's size is the check instead.
+        encoding = response.headers.get("Content-Encoding", "identity").strip().lower() or "identity"
+        expected = _int_header(response, "Content-Length") if encoding == "identity" else None
         progress = TransferProgress(
             self.log, f"Download of {file_id}", expected or 0, quiet_seconds=PROGRESS_QUIET_SECONDS
         )
         received = 0
         try:
             with target.atomic_writer() as out:
-                for chunk in response.iter_content(chunk_size=1024 * 1024):
+                for chunk in body_chunks(response, self.settings, download=True):
                     out.write(chunk)
                     received += len(chunk)
                     if expected:
@@ -503,6 +505,10 @@ class BctrlHook(BaseHook):
                         "nothing was written.",
                         retryable=True,
                     )
+                if expected is None:
+                    self._check_size(file_id, received, encoding)
+        except AnswerTooSlow as exc:
+            raise too_slow(exc, "download", self.settings, idempotent=True) from exc
         except requests.RequestException as exc:
             raise transport_error(exc, "download", self.settings, idempotent=True) from exc
         finally:
@@ -510,6 +516,18 @@ class BctrlHook(BaseHook):
         progress.done = received
         progress.finish(f"written to {target.uri}")
         return target.uri
+
+    def _check_size(self, file_id: str, received: int, encoding: str) -> None:
+        """Compare a download without a usable Content-Length with the stored file's ``sizeBytes``."""
+        size = self.get_file(file_id).size_bytes
+        if size is not None and size != received:
+            how = (
+                "" if encoding == "identity" else f", after undoing the {encoding} encoding the server added"
+            )
+            raise BctrlUnexpectedResponseError(
+                f"The download of {file_id} gave {received} bytes{how}, but the stored file has {size}; "
+                "nothing was written."
+            )
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the connection with one read-only whoami call, bounded by the timeout and never retried.

@@ -13,14 +13,13 @@ import gzip
 import io
 import json
 import os
-import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from _loopback import LoopbackServer
+from _loopback import HttpRecorder as Recorder
 from openapi_schema_validator import OAS31Validator
 
 from airflow_provider_bctrl.hooks.bctrl import BctrlHook
@@ -64,44 +63,6 @@ def _validator(doc: dict[str, Any], schema: dict[str, Any]) -> OAS31Validator:
 
 def _errors(doc: dict[str, Any], schema: dict[str, Any], instance: Any) -> list[str]:
     return [error.message for error in _validator(doc, schema).iter_errors(instance)]
-
-
-class Recorder:
-    """A raw HTTP/1.1 server on loopback that records requests and answers with ``respond(request)``."""
-
-    def __init__(self, respond: Callable[[dict[str, Any]], tuple[int, dict[str, str], bytes]]) -> None:
-        self.respond = respond
-        self.requests: list[dict[str, Any]] = []
-        self._server = LoopbackServer(self._serve)
-        self.url = f"http://127.0.0.1:{self._server.port}"
-
-    def _serve(self, conn: socket.socket) -> None:
-        conn.settimeout(10)
-        reader = conn.makefile("rb")
-        try:
-            for _ in range(1000):  # requests on one keep-alive connection
-                line = reader.readline()
-                if not line:
-                    return
-                method, target, _ = line.decode("latin-1").rstrip("\r\n").split(" ", 2)
-                headers: dict[str, str] = {}
-                while (raw := reader.readline()) not in (b"\r\n", b"\n", b""):
-                    name, value = raw.decode("latin-1").split(":", 1)
-                    headers[name.strip().lower()] = value.strip()
-                body = reader.read(int(headers.get("content-length", "0")))
-                request = {"method": method, "target": target, "headers": headers, "body": body}
-                self.requests.append(request)
-                status, answer_headers, answer = self.respond(request)
-                head = f"HTTP/1.1 {status} X\r\nContent-Length: {len(answer)}\r\n"
-                head += "".join(f"{name}: {value}\r\n" for name, value in answer_headers.items())
-                conn.sendall(head.encode() + b"\r\n" + answer)
-        except OSError:
-            return
-        finally:
-            conn.close()
-
-    def close(self) -> None:
-        self._server.close()
 
 
 def _json(payload: Any) -> tuple[int, dict[str, str], bytes]:
