@@ -715,7 +715,7 @@ class BctrlHook(BaseHook):
 
         self.log.info(
             "Uploading %s (%d bytes) into runtime %s at %s",
-            origin.uri,
+            origin.shown,
             origin.size,
             runtime_id,
             settings.base_url,
@@ -881,7 +881,7 @@ class BctrlHook(BaseHook):
         finally:
             response.close()
         progress.done = received
-        progress.finish(f"written to {target.uri}")
+        progress.finish(f"written to {target.shown}")
         return target.uri
 
     def test_connection(self) -> tuple[bool, str]:

@@ -20,12 +20,13 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from airflow.sdk import Asset, BaseOperator
 
 from airflow_provider_bctrl import DEFAULT_CONN_ID
 from airflow_provider_bctrl._validation import check_id
+from airflow_provider_bctrl.exceptions import BctrlInputError
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.openlineage.facet import Dataset
@@ -69,6 +70,84 @@ def uri_ref(uri: str) -> DatasetRef:
     return DatasetRef(namespace=f"{parts.scheme}://{parts.netloc}", name=parts.path.lstrip("/"))
 
 
+class HookParams(TypedDict, total=False):
+    """Per-task overrides of the connection's settings, passed to :class:`BctrlHook` (``hook_params``)."""
+
+    #: Seconds one request may wait for the server (a number > 0); the connection's ``timeout`` extra.
+    timeout: float
+    #: Automatic retries of safe requests (a whole number >= 0); the connection's ``max_retries``.
+    max_retries: int
+    #: Longest single wait before a retry, in seconds (>= 0); the connection's ``max_retry_wait``.
+    max_retry_wait: float
+
+
+#: The keys ``hook_params`` accepts.
+HOOK_PARAM_KEYS = ("max_retries", "max_retry_wait", "timeout")
+
+
+def check_hook_params_keys(value: Any) -> None:
+    """Refuse an unknown ``hook_params`` key early: at parse time when the mapping is plain.
+
+    A value that is still a template or an ``XComArg`` is left to :func:`check_hook_params` at run time.
+    """
+    if not isinstance(value, Mapping):
+        return
+    unknown = sorted(str(key) for key in value if key not in HOOK_PARAM_KEYS)
+    if unknown:
+        raise BctrlInputError(
+            f"hook_params has an unknown key {unknown[0]!r}; the keys are {', '.join(HOOK_PARAM_KEYS)}."
+        )
+
+
+def _hook_number(params: Mapping[str, Any], key: str, *, integer: bool, positive: bool) -> float | None:
+    """``params[key]`` as a number (rendered templates are strings); ``None``/``""``/absent: ``None``."""
+    raw = params.get(key)
+    if raw is None or raw == "":
+        return None
+    kind = "a whole number" if integer else "a number"
+    try:
+        if isinstance(raw, bool):
+            raise TypeError
+        number = float(raw)
+        if integer and number != int(number):
+            raise ValueError
+    except (TypeError, ValueError, OverflowError):
+        raise BctrlInputError(f"hook_params[{key!r}] must be {kind}, got {raw!r}.") from None
+    if number != number or number in (float("inf"), float("-inf")):  # NaN or infinite
+        raise BctrlInputError(f"hook_params[{key!r}] must be a finite number, got {raw!r}.")
+    if positive and number <= 0:
+        raise BctrlInputError(f"hook_params[{key!r}] must be greater than 0, got {raw!r}.")
+    if number < 0:
+        raise BctrlInputError(f"hook_params[{key!r}] must be at least 0, got {raw!r}.")
+    return number
+
+
+def check_hook_params(value: Any) -> HookParams:
+    """The rendered ``hook_params``, checked and converted to numbers; raises naming the bad key.
+
+    Rendered templates are strings, so ``"30"`` is accepted for a number; ``None`` or ``""`` for a key
+    means "use the connection's setting".
+
+    :raises BctrlInputError: on a non-mapping, an unknown key or a value that is not a usable number.
+    """
+    if value is None or value == "":
+        return HookParams()
+    if not isinstance(value, Mapping):
+        raise BctrlInputError(
+            "hook_params must be a mapping such as {'timeout': 30, 'max_retries': 5}, "
+            f"got {type(value).__name__}."
+        )
+    check_hook_params_keys(value)
+    params = HookParams()
+    if (timeout := _hook_number(value, "timeout", integer=False, positive=True)) is not None:
+        params["timeout"] = timeout
+    if (retries := _hook_number(value, "max_retries", integer=True, positive=False)) is not None:
+        params["max_retries"] = int(retries)
+    if (wait := _hook_number(value, "max_retry_wait", integer=False, positive=False)) is not None:
+        params["max_retry_wait"] = wait
+    return params
+
+
 class BctrlBaseOperator(BaseOperator):
     """Shared plumbing: the connection id, the lazily created hook, extra XCom keys, asset events, lineage.
 
@@ -76,23 +155,39 @@ class BctrlBaseOperator(BaseOperator):
     durable files to :meth:`_space_file` to look up later) and call :meth:`_emit_asset_events`.
 
     :param bctrl_conn_id: the Airflow connection of type ``bctrl`` to use. (templated)
+    :param hook_params: per-task overrides of the connection's settings, passed to
+        :class:`~airflow_provider_bctrl.hooks.bctrl.BctrlHook`: ``timeout`` (seconds per request),
+        ``max_retries`` and ``max_retry_wait`` (seconds), e.g. ``{"timeout": 600}`` for one slow
+        upload. An unknown key fails when the DAG is parsed. (templated)
     """
 
     # Paths such as "report.sql" or "query.json" must never be read as template files.
     template_ext: Sequence[str] = ()
 
-    def __init__(self, *, bctrl_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        bctrl_conn_id: str = DEFAULT_CONN_ID,
+        hook_params: HookParams | Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
+        check_hook_params_keys(hook_params)
         self.bctrl_conn_id = bctrl_conn_id
+        self.hook_params = hook_params
         self._lineage_inputs: list[DatasetRef] = []
         self._lineage_outputs: list[DatasetRef] = []
 
     @cached_property
     def hook(self) -> BctrlHook:
-        """The hook for ``bctrl_conn_id``, created on first use (never while the DAG is parsed)."""
+        """The hook for ``bctrl_conn_id`` with ``hook_params``, created on first use (never at parse time).
+
+        :raises BctrlInputError: when ``bctrl_conn_id`` or ``hook_params`` is unusable (no request is sent).
+        """
         from airflow_provider_bctrl.hooks.bctrl import BctrlHook
 
-        return BctrlHook(bctrl_conn_id=check_id(self.bctrl_conn_id, "bctrl_conn_id"))
+        conn_id = check_id(self.bctrl_conn_id, "bctrl_conn_id")
+        return BctrlHook(bctrl_conn_id=conn_id, **check_hook_params(self.hook_params))
 
     def _close_hook(self) -> None:
         # Only a hook that was created; closing drops the pooled connections (a later use reopens).

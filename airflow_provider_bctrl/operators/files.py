@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_bctrl import DEFAULT_CONN_ID
-from airflow_provider_bctrl._storage import is_object_path, is_uri
+from airflow_provider_bctrl._storage import is_object_path, is_uri, local_path_from_uri
 from airflow_provider_bctrl._validation import check_id
 from airflow_provider_bctrl.exceptions import BctrlInputError
 from airflow_provider_bctrl.operators._base import BctrlBaseOperator, uri_ref
@@ -25,6 +26,15 @@ if TYPE_CHECKING:
 __all__ = ["BctrlDownloadFileOperator"]
 
 
+@dataclass(frozen=True)
+class DownloadArguments:
+    """A download's rendered arguments after checking."""
+
+    file_id: str
+    destination: str | os.PathLike[str] | ObjectStoragePath
+    destination_conn_id: str | None
+
+
 class BctrlDownloadFileOperator(BctrlBaseOperator):
     """Download a durable BCTRL file to a local path or object storage.
 
@@ -33,13 +43,16 @@ class BctrlDownloadFileOperator(BctrlBaseOperator):
     so a failed download leaves no half file behind and never clobbers an existing one. A download
     that breaks off is retried from the start (it is a read), up to the connection's ``max_retries``.
 
-    XCom: ``return_value`` is the URI written, e.g. ``file:///data/report.json`` or
-    ``s3://bucket/reports/report.json``. No other keys are pushed: the file id is the task's own
-    argument, so downstream tasks that need it already have it.
+    XCom: ``return_value`` is where the bytes are, in the form you can open: for a local destination
+    the absolute filesystem path as written (``/data/Q1 report/Übersicht.json``, no ``file://``, no
+    percent-encoding: ``open(path)`` works); for object storage the URI (``s3://bucket/reports/report.json``,
+    for ``ObjectStoragePath(uri)``). The key ``uri`` is pushed as well: always a URI, ``file:///...``
+    (percent-encoded) for a local file.
 
     Assets: every :class:`~airflow.sdk.Asset` in ``outlets`` (typically the destination's own asset,
-    such as ``Asset("s3://bucket/reports/latest.json")``) gets ``file_id``, ``destination`` (the URI
-    written) and the stored file's ``space_id``, ``path`` and ``uri`` in its event's extra.
+    such as ``Asset("s3://bucket/reports/latest.json")``) gets ``file_id``, ``destination`` (the same
+    value as ``return_value``), ``destination_uri`` and the stored file's ``space_id``, ``path`` and
+    ``uri`` in its event's extra.
 
     .. seealso::
         ``docs/operators/download.md`` for examples.
@@ -51,9 +64,19 @@ class BctrlDownloadFileOperator(BctrlBaseOperator):
     :param destination_conn_id: the Airflow connection used to write an object storage
         ``destination`` URI (e.g. ``aws_default``); not used for local paths. (templated)
     :param bctrl_conn_id: the Airflow connection of type ``bctrl`` to use. (templated)
+    :param hook_params: per-task ``timeout``, ``max_retries`` and ``max_retry_wait`` for the hook,
+        overriding the connection's (see :class:`~airflow_provider_bctrl.operators._base.HookParams`).
+        (templated)
     """
 
-    template_fields: Sequence[str] = ("file_id", "destination", "destination_conn_id", "bctrl_conn_id")
+    template_fields: Sequence[str] = (
+        "file_id",
+        "destination",
+        "destination_conn_id",
+        "bctrl_conn_id",
+        "hook_params",
+    )
+    template_fields_renderers: ClassVar[dict[str, str]] = {"hook_params": "json"}
     ui_color = "#fdf0d5"
 
     def __init__(
@@ -70,7 +93,7 @@ class BctrlDownloadFileOperator(BctrlBaseOperator):
         self.destination = destination
         self.destination_conn_id = destination_conn_id
 
-    def _checked_arguments(self) -> dict[str, Any]:
+    def _checked_arguments(self) -> DownloadArguments:
         """The rendered arguments, checked; raises ``BctrlInputError`` naming the first bad one."""
         destination = self.destination
         is_local = not (is_uri(destination) or is_object_path(destination))
@@ -79,25 +102,35 @@ class BctrlDownloadFileOperator(BctrlBaseOperator):
                 "destination must be a local path, an ObjectStoragePath or a URI such as "
                 f"s3://bucket/key, got {destination!r}."
             )
-        if self.destination_conn_id:  # "" (an unset template) means no connection
-            check_id(self.destination_conn_id, "destination_conn_id")
-        return {"file_id": check_id(self.file_id, "file_id"), "destination": destination}
+        conn_id = self.destination_conn_id or None  # "" (an unset template) means no connection
+        if conn_id is not None:
+            check_id(conn_id, "destination_conn_id")
+        return DownloadArguments(
+            file_id=check_id(self.file_id, "file_id"), destination=destination, destination_conn_id=conn_id
+        )
 
     def execute(self, context: Context) -> str:
-        """Download the file; return the destination URI."""
+        """Download the file; return the local path written (plain, not a URI) or the object storage URI."""
         args = self._checked_arguments()
         uri = self.hook.download_file(
-            args["file_id"], args["destination"], destination_conn_id=self.destination_conn_id or None
+            args.file_id, args.destination, destination_conn_id=args.destination_conn_id
         )
-        self._downloaded_file_id = args["file_id"]
+        written = local_path_from_uri(uri) or uri
+        self._push_keys(context, {"uri": uri})
+        self._downloaded_file_id = args.file_id
         self._lineage_inputs = []
         self._lineage_outputs = [uri_ref(uri)]
         if self._declared_assets:
             self._emit_asset_events(
                 context,
-                {"file_id": args["file_id"], "destination": uri, **self._location_extra(args["file_id"])},
+                {
+                    "file_id": args.file_id,
+                    "destination": written,
+                    "destination_uri": uri,
+                    **self._location_extra(args.file_id),
+                },
             )
-        return uri
+        return written
 
     def _complete_lineage(self) -> None:
         file_id = getattr(self, "_downloaded_file_id", None)

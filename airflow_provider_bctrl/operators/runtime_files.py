@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -61,6 +62,42 @@ __all__ = ["BctrlCollectFileOperator", "BctrlStageFileOperator", "BctrlUploadFil
 XCOM_FILE_ID = "file_id"
 XCOM_RUNTIME_PATH = "runtime_path"
 XCOM_ARTIFACT_ID = "artifact_id"
+
+
+@dataclass(frozen=True)
+class UploadArguments:
+    """An upload's rendered arguments after checking (what ``execute`` hands to the hook)."""
+
+    runtime_id: str
+    #: A checked local file, or an object storage URI / ``ObjectStoragePath`` (checked by the hook).
+    source: str | os.PathLike[str] | ObjectStoragePath
+    name: str | None
+    runtime_path: str | None
+    destination_path: str | None
+    metadata: dict[str, Any] | None
+    source_conn_id: str | None
+
+
+@dataclass(frozen=True)
+class CollectArguments:
+    """A collect's rendered arguments after checking."""
+
+    runtime_id: str
+    path: str
+    space_id: str | None
+    storage_path: str | None
+    name: str | None
+    artifact: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class StageArguments:
+    """A stage's rendered arguments after checking."""
+
+    runtime_id: str
+    file_id: str
+    runtime_path: str | None
+    name: str | None
 
 
 class BctrlUploadFileOperator(BctrlBaseOperator):
@@ -97,6 +134,9 @@ class BctrlUploadFileOperator(BctrlBaseOperator):
     :param source_conn_id: the Airflow connection used to read an object storage ``source`` URI
         (e.g. ``aws_default``); not used for local paths. (templated)
     :param bctrl_conn_id: the Airflow connection of type ``bctrl`` to use. (templated)
+    :param hook_params: per-task ``timeout``, ``max_retries`` and ``max_retry_wait`` for the hook,
+        overriding the connection's (see :class:`~airflow_provider_bctrl.operators._base.HookParams`).
+        (templated)
     """
 
     template_fields: Sequence[str] = (
@@ -108,8 +148,9 @@ class BctrlUploadFileOperator(BctrlBaseOperator):
         "metadata",
         "source_conn_id",
         "bctrl_conn_id",
+        "hook_params",
     )
-    template_fields_renderers: ClassVar[dict[str, str]] = {"metadata": "json"}
+    template_fields_renderers: ClassVar[dict[str, str]] = {"metadata": "json", "hook_params": "json"}
     ui_color = "#d6ecfa"
 
     def __init__(
@@ -134,7 +175,7 @@ class BctrlUploadFileOperator(BctrlBaseOperator):
         self.metadata = metadata
         self.source_conn_id = source_conn_id
 
-    def _checked_source(self) -> Any:
+    def _checked_source(self) -> str | os.PathLike[str] | ObjectStoragePath:
         source = self.source
         if is_uri(source) or is_object_path(source):
             # Object storage: the hook checks that the object exists before it sends anything.
@@ -148,39 +189,40 @@ class BctrlUploadFileOperator(BctrlBaseOperator):
         # A template such as "{{ params.storage_conn_id }}" renders to "" when unset: no connection.
         return self.source_conn_id or None
 
-    def _checked_arguments(self) -> dict[str, Any]:
+    def _checked_arguments(self) -> UploadArguments:
         """The rendered arguments, checked; raises ``BctrlInputError`` naming the first bad one."""
-        return {
-            "runtime_id": check_id(self.runtime_id, "runtime_id"),
-            "source": self._checked_source(),
-            "name": None if self.name is None else check_name(self.name, "name"),
-            "runtime_path": (
+        return UploadArguments(
+            runtime_id=check_id(self.runtime_id, "runtime_id"),
+            source=self._checked_source(),
+            name=None if self.name is None else check_name(self.name, "name"),
+            runtime_path=(
                 None if self.runtime_path is None else check_runtime_path(self.runtime_path, "runtime_path")
             ),
-            "destination_path": (
+            destination_path=(
                 None
                 if self.destination_path is None
                 else check_storage_path(self.destination_path, "destination_path")
             ),
-            "metadata": None if self.metadata is None else check_json_object(self.metadata, "metadata"),
-        }
+            metadata=None if self.metadata is None else check_json_object(self.metadata, "metadata"),
+            source_conn_id=self._source_conn_id,
+        )
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Upload the file; return the API's ``RuntimeStagedFile`` JSON and push ``file_id``/``runtime_path``."""
         args = self._checked_arguments()
         staged = self.hook.upload_file(
-            args["runtime_id"],
-            args["source"],
-            name=args["name"],
-            runtime_path=args["runtime_path"],
-            destination_path=args["destination_path"],
-            metadata=args["metadata"],
-            source_conn_id=self._source_conn_id,
+            args.runtime_id,
+            args.source,
+            name=args.name,
+            runtime_path=args.runtime_path,
+            destination_path=args.destination_path,
+            metadata=args.metadata,
+            source_conn_id=args.source_conn_id,
         )
         self._push_keys(context, {XCOM_FILE_ID: staged.id, XCOM_RUNTIME_PATH: staged.runtime_path})
-        runtime_id = staged.runtime_id or args["runtime_id"]
+        runtime_id = staged.runtime_id or args.runtime_id
         self._uploaded_file_id = staged.id
-        self._lineage_inputs = [uri_ref(_source_uri(args["source"]))]
+        self._lineage_inputs = [uri_ref(_source_uri(args.source))]
         self._lineage_outputs = (
             [runtime_file_ref(runtime_id, staged.runtime_path)] if staged.runtime_path else []
         )
@@ -206,11 +248,11 @@ class BctrlUploadFileOperator(BctrlBaseOperator):
             self._lineage_outputs.insert(0, stored)
 
 
-def _source_uri(source: Any) -> str:
+def _source_uri(source: str | os.PathLike[str] | ObjectStoragePath) -> str:
     """A checked upload source as a URI for lineage: ``file:///abs/path`` or the object storage URI."""
     if is_uri(source) or is_object_path(source):
         return str(source)
-    return Path(source).resolve().as_uri()
+    return Path(str(source)).resolve().as_uri()
 
 
 class BctrlCollectFileOperator(BctrlBaseOperator):
@@ -243,6 +285,9 @@ class BctrlCollectFileOperator(BctrlBaseOperator):
     :param artifact: record the file as a run artifact: a mapping with optional ``kind``, ``name``
         and ``metadata`` (a JSON object). (templated, recursively)
     :param bctrl_conn_id: the Airflow connection of type ``bctrl`` to use. (templated)
+    :param hook_params: per-task ``timeout``, ``max_retries`` and ``max_retry_wait`` for the hook,
+        overriding the connection's (see :class:`~airflow_provider_bctrl.operators._base.HookParams`).
+        (templated)
     """
 
     template_fields: Sequence[str] = (
@@ -253,8 +298,9 @@ class BctrlCollectFileOperator(BctrlBaseOperator):
         "name",
         "artifact",
         "bctrl_conn_id",
+        "hook_params",
     )
-    template_fields_renderers: ClassVar[dict[str, str]] = {"artifact": "json"}
+    template_fields_renderers: ClassVar[dict[str, str]] = {"artifact": "json", "hook_params": "json"}
     ui_color = "#d9f2e3"
 
     def __init__(
@@ -277,18 +323,18 @@ class BctrlCollectFileOperator(BctrlBaseOperator):
         self.name = name
         self.artifact = artifact
 
-    def _checked_arguments(self) -> dict[str, Any]:
+    def _checked_arguments(self) -> CollectArguments:
         """The rendered arguments, checked; raises ``BctrlInputError`` naming the first bad one."""
-        return {
-            "runtime_id": check_id(self.runtime_id, "runtime_id"),
-            "path": check_runtime_source_path(self.path, "path"),
-            "space_id": None if self.space_id is None else check_id(self.space_id, "space_id"),
-            "storage_path": (
+        return CollectArguments(
+            runtime_id=check_id(self.runtime_id, "runtime_id"),
+            path=check_runtime_source_path(self.path, "path"),
+            space_id=None if self.space_id is None else check_id(self.space_id, "space_id"),
+            storage_path=(
                 None if self.storage_path is None else check_storage_path(self.storage_path, "storage_path")
             ),
-            "name": None if self.name is None else check_name(self.name, "name"),
-            "artifact": None if self.artifact is None else check_artifact(self.artifact, "artifact"),
-        }
+            name=None if self.name is None else check_name(self.name, "name"),
+            artifact=None if self.artifact is None else check_artifact(self.artifact, "artifact"),
+        )
 
     @property
     def asset(self) -> Asset:
@@ -315,19 +361,19 @@ class BctrlCollectFileOperator(BctrlBaseOperator):
         """Collect the file; return the API's response JSON and push ``file_id``/``artifact_id``."""
         args = self._checked_arguments()
         collected = self.hook.collect_file(
-            args["runtime_id"],
-            args["path"],
-            space_id=args["space_id"],
-            storage_path=args["storage_path"],
-            name=args["name"],
-            artifact=args["artifact"],
+            args.runtime_id,
+            args.path,
+            space_id=args.space_id,
+            storage_path=args.storage_path,
+            name=args.name,
+            artifact=args.artifact,
         )
         artifact = collected.artifact
         artifact_id = artifact.id if artifact is not None else None
         self._push_keys(context, {XCOM_FILE_ID: collected.file.id, XCOM_ARTIFACT_ID: artifact_id})
         # Resolved by collect_file already (the argument, else the connection's or the key's default).
-        space_id = args["space_id"] or self.hook.get_default_space_id()
-        self._lineage_inputs = [runtime_file_ref(args["runtime_id"], args["path"])]
+        space_id = args.space_id or self.hook.get_default_space_id()
+        self._lineage_inputs = [runtime_file_ref(args.runtime_id, args.path)]
         self._collected_file_id = collected.file.id
         location = location_extra(space_id, collected.file.path) if collected.file.path else {}
         self._lineage_outputs = [space_file_ref(space_id, collected.file.path)] if collected.file.path else []
@@ -338,7 +384,7 @@ class BctrlCollectFileOperator(BctrlBaseOperator):
                     XCOM_FILE_ID: collected.file.id,
                     XCOM_ARTIFACT_ID: artifact_id,
                     "run_id": artifact.run_id if artifact is not None else None,
-                    "runtime_id": args["runtime_id"],
+                    "runtime_id": args.runtime_id,
                     **(location or self._location_extra(collected.file.id)),
                 },
             )
@@ -377,9 +423,19 @@ class BctrlStageFileOperator(BctrlBaseOperator):
         a trailing ``/`` names a directory. Default: chosen by BCTRL. (templated)
     :param name: the file's name in the runtime; default: the stored file's name. (templated)
     :param bctrl_conn_id: the Airflow connection of type ``bctrl`` to use. (templated)
+    :param hook_params: per-task ``timeout``, ``max_retries`` and ``max_retry_wait`` for the hook,
+        overriding the connection's (see :class:`~airflow_provider_bctrl.operators._base.HookParams`).
+        (templated)
     """
 
-    template_fields: Sequence[str] = ("runtime_id", "file_id", "runtime_path", "name", "bctrl_conn_id")
+    template_fields: Sequence[str] = (
+        "runtime_id",
+        "file_id",
+        "runtime_path",
+        "name",
+        "bctrl_conn_id",
+        "hook_params",
+    )
     ui_color = "#e8e0f5"
 
     def __init__(
@@ -398,29 +454,27 @@ class BctrlStageFileOperator(BctrlBaseOperator):
         self.runtime_path = runtime_path
         self.name = name
 
-    def _checked_arguments(self) -> dict[str, Any]:
+    def _checked_arguments(self) -> StageArguments:
         """The rendered arguments, checked; raises ``BctrlInputError`` naming the first bad one."""
-        return {
-            "runtime_id": check_id(self.runtime_id, "runtime_id"),
-            "file_id": check_id(self.file_id, "file_id"),
-            "runtime_path": (
+        return StageArguments(
+            runtime_id=check_id(self.runtime_id, "runtime_id"),
+            file_id=check_id(self.file_id, "file_id"),
+            runtime_path=(
                 None if self.runtime_path is None else check_runtime_path(self.runtime_path, "runtime_path")
             ),
-            "name": None if self.name is None else check_name(self.name, "name"),
-        }
+            name=None if self.name is None else check_name(self.name, "name"),
+        )
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Stage the file; return the API's ``RuntimeStagedFile`` JSON and push ``file_id``/``runtime_path``."""
         args = self._checked_arguments()
         staged = self.hook.stage_file(
-            args["runtime_id"], args["file_id"], runtime_path=args["runtime_path"], name=args["name"]
+            args.runtime_id, args.file_id, runtime_path=args.runtime_path, name=args.name
         )
-        self.log.info(
-            "Staged file %s into runtime %s at %s", staged.id, args["runtime_id"], staged.runtime_path
-        )
+        self.log.info("Staged file %s into runtime %s at %s", staged.id, args.runtime_id, staged.runtime_path)
         self._push_keys(context, {XCOM_FILE_ID: staged.id, XCOM_RUNTIME_PATH: staged.runtime_path})
-        runtime_id = staged.runtime_id or args["runtime_id"]
-        self._staged_file_id = args["file_id"]
+        runtime_id = staged.runtime_id or args.runtime_id
+        self._staged_file_id = args.file_id
         self._lineage_inputs = []
         self._lineage_outputs = (
             [runtime_file_ref(runtime_id, staged.runtime_path)] if staged.runtime_path else []

@@ -59,10 +59,10 @@ def test_package_exports_the_operators() -> None:
     ],
 )
 def test_every_argument_is_templated(operator: type, arguments: tuple[str, ...], mapping: str) -> None:
-    assert set(operator.template_fields) == {*arguments, "bctrl_conn_id"}
+    assert set(operator.template_fields) == {*arguments, "bctrl_conn_id", "hook_params"}
     # No template_ext: a path such as "query.sql" is a path, never a template file to read.
     assert tuple(operator.template_ext) == ()
-    assert operator.template_fields_renderers == {mapping: "json"}
+    assert operator.template_fields_renderers == {mapping: "json", "hook_params": "json"}
     assert operator.ui_color.startswith("#")
 
 
@@ -204,7 +204,7 @@ def test_collect_checks_arguments_before_anything_else(overrides: dict[str, Any]
 def test_object_storage_sources_are_left_to_the_hook() -> None:
     """A URI is not a local path: the operator passes it on, and the hook checks it in object storage."""
     op = _upload(source="s3://exports/2030/report.csv", source_conn_id="aws_default")
-    assert op._checked_arguments()["source"] == "s3://exports/2030/report.csv"
+    assert op._checked_arguments().source == "s3://exports/2030/report.csv"
     with pytest.raises(BctrlInputError, match="source_conn_id"):
         _upload(source="s3://exports/x.csv", source_conn_id="aws/../x").execute({})  # type: ignore[arg-type]
 
