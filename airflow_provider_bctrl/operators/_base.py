@@ -20,7 +20,7 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
 
 from airflow.sdk import Asset, BaseOperator
 
@@ -163,6 +163,7 @@ class BctrlBaseOperator(BaseOperator):
 
     # Paths such as "report.sql" or "query.json" must never be read as template files.
     template_ext: Sequence[str] = ()
+    template_fields_renderers: ClassVar[dict[str, str]] = {"hook_params": "json"}
 
     def __init__(
         self,

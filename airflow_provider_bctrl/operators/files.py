@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_bctrl import DEFAULT_CONN_ID
 from airflow_provider_bctrl._storage import is_object_path, is_uri, local_path_from_uri
@@ -76,7 +76,6 @@ class BctrlDownloadFileOperator(BctrlBaseOperator):
         "bctrl_conn_id",
         "hook_params",
     )
-    template_fields_renderers: ClassVar[dict[str, str]] = {"hook_params": "json"}
     ui_color = "#fdf0d5"
 
     def __init__(
