@@ -58,7 +58,7 @@ from airflow_provider_bctrl.operators import (
 with DAG(
     "bctrl_wheel_check",
     schedule=None,
-    start_date=datetime(2030, 1, 1),
+    start_date=datetime(2024, 1, 1),  # in the past: a run dated before it would get no tasks
     params={"runtime_id": "", "work": "", "expected_sha256": ""},
 ) as dag:
 
@@ -208,7 +208,7 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 def check(venv: Path, work: Path) -> None:
     env = clean_env(venv, work)
-    for folder in ("home", "tmp", "dags", "airflow-home"):
+    for folder in ("home", "tmp", "dags", "airflow-home", "down loads"):
         (work / folder).mkdir(parents=True, exist_ok=True)
     python, airflow = str(venv / "bin" / "python"), str(venv / "bin" / "airflow")
 
@@ -255,9 +255,9 @@ def check(venv: Path, work: Path) -> None:
         started = step(f"airflow dags test {DAG_ID}")
         output = run([airflow, "dags", "test", DAG_ID, "-c", json.dumps(conf)], env=dag_env, cwd=work)
         (work / "dags-test.log").write_text(output)
-        runs = json.loads(run([airflow, "dags", "list-runs", DAG_ID, "-o", "json"], env=env, cwd=work))
-        if [r.get("state") for r in runs] != ["success"] or "WHEEL CHECK OK" not in output:
-            raise StepFailed(f"the DAG run did not succeed ({runs}):\n{output[-4000:]}")
+        # `airflow dags test` exits non-zero when the run failed; the check task prints this line.
+        if "WHEEL CHECK OK" not in output:
+            raise StepFailed(f"the DAG run did not reach its check task:\n{output[-4000:]}")
         downloaded = work / "down loads" / "result.json"
         if downloaded.read_bytes() != RESULT:
             raise StepFailed(f"{downloaded} does not hold the browser's result")
