@@ -28,6 +28,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,7 +117,8 @@ def pages() -> dict[str, list[Block]]:
     for path in sorted((REPO / "example_dags").glob("*.py")):
         blocks = try_it_blocks(path)
         if blocks:
-            server = Block(blocks[0].source, 0, "server", "make emulator\n")
+            # What the "Try it" lines tell a user to start first, in another terminal.
+            server = Block(blocks[0].source, blocks[0].line - 3, "server", "make emulator\n")
             found[str(path.relative_to(REPO))] = [server, *blocks]
     return found
 
@@ -154,7 +156,6 @@ def _clean_env(work: Path) -> dict[str, str]:
         "HOME": str(home),
         "TMPDIR": str(tmp),
         "LANG": "C.UTF-8",
-        "BCTRL_EMULATOR_PORT": str(_free_port()),
         "PYTHONDONTWRITEBYTECODE": "1",
     }
 
@@ -202,11 +203,25 @@ class _Server:
                 continue
 
 
+@pytest.fixture(scope="module")
+def clean_env() -> Iterator[dict[str, str]]:
+    """One clean environment for all pages, as for a user who follows one page after another.
+
+    Sharing ``HOME`` lets the pages' ``airflow db migrate`` find the database the first page created
+    (the first one runs on a fresh home); each page still starts its own emulator.
+    """
+    work = Path(tempfile.mkdtemp(prefix="bctrl-docs-commands-"))
+    yield _clean_env(work)
+    shutil.rmtree(work, ignore_errors=True)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("page", sorted(PAGES))
-def test_runnable_blocks_run_as_written(page: str, capsys: pytest.CaptureFixture[str]) -> None:
-    work = Path(tempfile.mkdtemp(prefix="bctrl-docs-commands-"))
-    env = _clean_env(work)
+def test_runnable_blocks_run_as_written(
+    page: str, clean_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    env = {**clean_env, "BCTRL_EMULATOR_PORT": str(_free_port())}  # a port of its own per page
+    work = Path(tempfile.mkdtemp(prefix="bctrl-docs-page-"))
     servers: list[_Server] = []
     ran: list[str] = []
     try:
