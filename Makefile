@@ -86,7 +86,7 @@ browser-deps: system-deps ## The same as system-deps (its former name)
 
 # ------------------------------------------------------------------------------------ checks
 
-test: system-deps $(STAMP) ## Everything CI runs: lint, typecheck, all tests, docs build
+test: system-deps $(STAMP) ## lint, typecheck, all tests, docs build (CI then runs test-wheel)
 	@failed=(); summary=(); \
 	for step in lint typecheck unit docs; do \
 	  echo; echo "==================== make $$step"; \
