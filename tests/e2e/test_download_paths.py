@@ -72,3 +72,19 @@ def test_a_path_with_spaces_and_non_ascii_reaches_a_downstream_task_as_a_plain_p
     log = out + err
     assert f"written to {target.resolve()}" in log
     assert "%C3%9C" not in log  # "Ü", percent-encoded
+
+
+def test_the_upload_log_line_names_a_plain_path(
+    bctrl_conn_env: str, runtime_id: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from airflow_provider_bctrl.hooks.bctrl import BctrlHook
+
+    source = tmp_path / FOLDER / FILE_NAME
+    source.parent.mkdir()
+    source.write_bytes(b"a,b\n1,2\n")
+    capfd.readouterr()
+    with BctrlHook() as hook:
+        hook.upload_file(runtime_id, str(source))
+    out, err = capfd.readouterr()  # Airflow's structured logging writes to the terminal, not to caplog
+    assert f"Uploading {source.resolve()} (8 bytes)" in out + err
+    assert "file://" not in out + err
