@@ -30,6 +30,13 @@ CHROMIUM := /usr/bin/chromium
 MYPY_PATHS ?= $(wildcard airflow_provider_bctrl example_dags scripts)
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+# make test-wheel: the venv the built wheel is installed into, and the pip constraints file for that
+# install (default: the newest line's, as for .venv; WHEEL_CONSTRAINTS= installs unpinned).
+WHEEL_VENV ?= .venv-wheel
+WHEEL_CONSTRAINTS ?= $(CONSTRAINTS)
+# make emulator: the port (the environment variable of the same name overrides it). The API key is
+# $BCTRL_EMULATOR_API_KEY when set, else the emulator's built-in bctrl_emulator_key.
+BCTRL_EMULATOR_PORT ?= 8787
 # pip's "find-links location is ignored" chatter from a machine-wide config: hidden; errors still show.
 PIP_FILTER := { grep -v -e 'is ignored: it is neither a file nor a directory' || true; }
 
@@ -37,7 +44,8 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_NO_INPUT := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv system-deps browser-deps test test-matrix lint format typecheck unit docs demo bench clean distclean
+.PHONY: help venv system-deps browser-deps test test-matrix lint format typecheck unit docs demo bench clean \
+	distclean dist test-wheel emulator
 
 help: ## Show the targets
 	@echo "Usage: make <target>"
@@ -100,7 +108,7 @@ browser-deps: system-deps ## The same as system-deps (its former name)
 
 # ------------------------------------------------------------------------------------ checks
 
-test: system-deps $(STAMP) ## Everything CI runs: lint, typecheck, all tests, docs build
+test: system-deps $(STAMP) ## lint, typecheck, all tests, docs build (CI then runs test-wheel)
 	@failed=(); summary=(); \
 	for step in lint typecheck unit docs; do \
 	  echo; echo "==================== make $$step"; \
@@ -141,7 +149,24 @@ docs: $(STAMP) ## mkdocs build --strict into ./site
 	"$(BIN)/mkdocs" build --strict --clean --site-dir "$(SITE_DIR)"
 	@echo "==> Docs built: $(SITE_DIR)/index.html"
 
+# ----------------------------------------------------------------------------- the artifact
+
+dist: $(STAMP) ## Build the sdist and wheel into dist/ and check them (twine, the wheel's contents)
+	rm -rf dist; mkdir -p build
+	@# Without --sdist/--wheel, build makes the sdist and then the wheel from it, so nothing stale
+	@# from the working tree (build/lib) can slip into the wheel.
+	"$(PY)" -m build --outdir dist . >build/dist.log 2>&1 || { tail -n 40 build/dist.log; exit 1; }
+	"$(BIN)/twine" check --strict dist/*
+	"$(PY)" scripts/check_dist.py dist
+
+test-wheel: dist ## Install the wheel (not editable) into .venv-wheel with Airflow and run a DAG with it
+	"$(PY)" scripts/test_wheel.py --dist dist --venv "$(WHEEL_VENV)" $(if $(WHEEL_CONSTRAINTS),--constraint "$(WHEEL_CONSTRAINTS)")
+
 # ------------------------------------------------------------------------------ run things
+
+emulator: $(STAMP) ## Run the local BCTRL emulator on 127.0.0.1:8787 until Ctrl+C (docs/emulator.md)
+	@echo "==> API key: $${BCTRL_EMULATOR_API_KEY:-bctrl_emulator_key}; state in a temporary folder; Ctrl+C stops it"
+	@exec "$(PY)" -m airflow_provider_bctrl.testing.emulator --port "$(BCTRL_EMULATOR_PORT)"
 
 demo: $(STAMP) ## Upload and collect a file against a local BCTRL emulator
 	@"$(PY)" scripts/demo.py
@@ -153,5 +178,5 @@ clean: ## Remove build output and caches (keeps .venv)
 	rm -rf "$(SITE_DIR)" build dist .pytest_cache .mypy_cache .ruff_cache *.egg-info
 	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +
 
-distclean: clean ## clean, and remove .venv and the .venv-airflow-* venvs too
-	rm -rf "$(VENV)" .venv-airflow-*
+distclean: clean ## clean, and remove .venv, the .venv-airflow-* venvs and .venv-wheel too
+	rm -rf "$(VENV)" .venv-airflow-* "$(WHEEL_VENV)"

@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, TypedDict, Union
 
+from airflow_provider_bctrl._settings import check_hook_argument
 from airflow_provider_bctrl._storage import is_object_path, is_uri
 from airflow_provider_bctrl._validation import (
     check_artifact,
@@ -29,7 +30,16 @@ from airflow_provider_bctrl.exceptions import BctrlInputError
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import ObjectStoragePath
 
-__all__ = ["CollectArguments", "DownloadArguments", "StageArguments", "UploadArguments"]
+__all__ = [
+    "HOOK_PARAM_KEYS",
+    "CollectArguments",
+    "DownloadArguments",
+    "HookParams",
+    "StageArguments",
+    "UploadArguments",
+    "check_hook_params",
+    "check_hook_params_keys",
+]
 
 #: A local path, an object storage URI string, or an ``ObjectStoragePath``.
 Location = Union[str, "os.PathLike[str]", "ObjectStoragePath"]
@@ -183,3 +193,66 @@ class DownloadArguments:
             destination=destination,
             destination_conn_id=_conn_id(destination_conn_id, "destination_conn_id"),
         )
+
+
+class HookParams(TypedDict, total=False):
+    """Per-task overrides of the connection's settings, passed to :class:`BctrlHook` (``hook_params``)."""
+
+    #: Seconds one request may wait for the server (a number > 0); the connection's ``timeout`` extra.
+    timeout: float
+    #: Automatic retries of safe requests (a whole number >= 0); the connection's ``max_retries``.
+    max_retries: int
+    #: Longest single wait before a retry, in seconds (>= 0); the connection's ``max_retry_wait``.
+    max_retry_wait: float
+
+
+#: The keys ``hook_params`` accepts.
+HOOK_PARAM_KEYS = ("max_retries", "max_retry_wait", "timeout")
+
+
+def check_hook_params_keys(value: Any) -> None:
+    """Refuse an unknown ``hook_params`` key early: at parse time when the mapping is plain.
+
+    A value that is still a template or an ``XComArg`` is left to :func:`check_hook_params` at run time.
+    """
+    if not isinstance(value, Mapping):
+        return
+    unknown = sorted(str(key) for key in value if key not in HOOK_PARAM_KEYS)
+    if unknown:
+        raise BctrlInputError(
+            f"hook_params has an unknown key {unknown[0]!r}; the keys are {', '.join(HOOK_PARAM_KEYS)}."
+        )
+
+
+def _hook_number(params: Mapping[str, Any], key: str) -> float | None:
+    """``params[key]`` checked by the hook's own rule for that setting; ``None``/``""``/absent: ``None``."""
+    raw = params.get(key)
+    if raw is None or raw == "":  # rendered templates are strings; an unset one renders to ""
+        return None
+    return check_hook_argument(key, raw, f"hook_params[{key!r}]", BctrlInputError)
+
+
+def check_hook_params(value: Any) -> HookParams:
+    """The rendered ``hook_params``, checked and converted to numbers; raises naming the bad key.
+
+    Rendered templates are strings, so ``"30"`` is accepted for a number; ``None`` or ``""`` for a key
+    means "use the connection's setting". The ranges are the hook's own (:mod:`._settings`).
+
+    :raises BctrlInputError: on a non-mapping, an unknown key or a value that is not a usable number.
+    """
+    if value is None or value == "":
+        return HookParams()
+    if not isinstance(value, Mapping):
+        raise BctrlInputError(
+            "hook_params must be a mapping such as {'timeout': 30, 'max_retries': 5}, "
+            f"got {type(value).__name__}."
+        )
+    check_hook_params_keys(value)
+    params = HookParams()
+    if (timeout := _hook_number(value, "timeout")) is not None:
+        params["timeout"] = timeout
+    if (retries := _hook_number(value, "max_retries")) is not None:
+        params["max_retries"] = int(retries)
+    if (wait := _hook_number(value, "max_retry_wait")) is not None:
+        params["max_retry_wait"] = wait
+    return params

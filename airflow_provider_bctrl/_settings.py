@@ -17,11 +17,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 from airflow_provider_bctrl import CONN_TYPE, DEFAULT_BASE_URL
 from airflow_provider_bctrl._validation import check_id
-from airflow_provider_bctrl.exceptions import BctrlConnectionConfigError, BctrlInputError
+from airflow_provider_bctrl.exceptions import BctrlConnectionConfigError, BctrlError, BctrlInputError
 
 __all__ = [
     "BctrlConnectionSettings",
     "HookArguments",
+    "check_hook_argument",
     "connection_settings",
     "load_settings",
     "origin",
@@ -46,14 +47,17 @@ class _Number:
     extra_range: tuple[float, float] | None
     #: A hook argument may go finer (sub-second timeouts are useful in tests), never unbounded.
     argument_range: tuple[float, float]
+    #: The argument must be above the range's low end, not at it (a timeout of 0 is no timeout).
+    above_low: bool = False
 
 
 _NUMBERS = (
-    _Number("timeout", DEFAULT_TIMEOUT, False, (1, 3600), (0.001, 86400)),
+    _Number("timeout", DEFAULT_TIMEOUT, False, (1, 3600), (0, 86400), above_low=True),
     _Number("max_retries", DEFAULT_MAX_RETRIES, True, (0, 20), (0, 100)),
     _Number("max_retry_wait", DEFAULT_MAX_RETRY_WAIT, False, (1, 3600), (0, 86400)),
     _Number("backoff_base", DEFAULT_BACKOFF_BASE, False, None, (0, 3600)),
 )
+_NUMBER_SPECS = {spec.key: spec for spec in _NUMBERS}
 
 
 @dataclass(frozen=True)
@@ -207,27 +211,54 @@ def _extra(extra: Mapping[str, Any], key: str) -> Any:
 def _number(spec: _Number, extra: Mapping[str, Any], arguments: HookArguments, conn_id: str) -> float:
     override = getattr(arguments, spec.key)
     if override is not None:
-        where, value, (low, high) = f"the hook argument {spec.key!r}", override, spec.argument_range
-    elif spec.extra_range is not None and _extra(extra, spec.key) is not None:
-        where, value, (low, high) = f"extra field {spec.key!r}", extra[spec.key], spec.extra_range
-    else:
-        return spec.default
-    where = f"Connection {conn_id!r}: {where}"
+        return check_hook_argument(
+            spec.key, override, f"Connection {conn_id!r}: the hook argument {spec.key!r}"
+        )
+    if spec.extra_range is not None and _extra(extra, spec.key) is not None:
+        where = f"Connection {conn_id!r}: extra field {spec.key!r}"
+        return _checked_number(spec, extra[spec.key], where, spec.extra_range, above_low=False)
+    return spec.default
+
+
+def check_hook_argument(
+    key: str, value: Any, where: str, error: type[BctrlError] = BctrlConnectionConfigError
+) -> float:
+    """A hook argument (``timeout``, ``max_retries``, ...) checked against its range; whole for counts.
+
+    The one check of these numbers, whether they come from the hook's constructor or from an
+    operator's ``hook_params``; ``where`` names the value in the message, ``error`` is raised.
+    """
+    spec = _NUMBER_SPECS[key]
+    return _checked_number(spec, value, where, spec.argument_range, above_low=spec.above_low, error=error)
+
+
+def _checked_number(
+    spec: _Number,
+    value: Any,
+    where: str,
+    limits: tuple[float, float],
+    *,
+    above_low: bool,
+    error: type[BctrlError] = BctrlConnectionConfigError,
+) -> float:
+    low, high = limits
     kind = "a whole number" if spec.integer else "a number"
     try:
         if isinstance(value, bool):
             raise TypeError
         number = float(value)
     except (TypeError, ValueError, OverflowError):
-        raise BctrlConnectionConfigError(f"{where} must be {kind}, got {value!r}.") from None
+        raise error(f"{where} must be {kind}, got {value!r}.") from None
     if not math.isfinite(number):
-        raise BctrlConnectionConfigError(f"{where} must be a finite number, got {value!r}.")
+        raise error(f"{where} must be a finite number, got {value!r}.")
     if spec.integer and number != int(number):
-        raise BctrlConnectionConfigError(f"{where} must be {kind}, got {value!r}.")
+        raise error(f"{where} must be {kind}, got {value!r}.")
+    if above_low and number <= low:
+        raise error(f"{where} must be greater than {low:g}, got {number:g}.")
     if number < low:
-        raise BctrlConnectionConfigError(f"{where} must be at least {low:g}, got {number:g}.")
+        raise error(f"{where} must be at least {low:g}, got {number:g}.")
     if number > high:
-        raise BctrlConnectionConfigError(f"{where} must be at most {high:g}, got {number:g}.")
+        raise error(f"{where} must be at most {high:g}, got {number:g}.")
     return float(int(number)) if spec.integer else number
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,7 +26,15 @@ from airflow_provider_bctrl.exceptions import BctrlInputError
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import ObjectStoragePath
 
-__all__ = ["Destination", "Source", "is_object_path", "is_uri", "resolve_destination", "resolve_source"]
+__all__ = [
+    "Destination",
+    "Source",
+    "is_object_path",
+    "is_uri",
+    "local_path_from_uri",
+    "resolve_destination",
+    "resolve_source",
+]
 
 
 def is_uri(value: object) -> bool:
@@ -42,6 +51,18 @@ def is_object_path(value: object) -> bool:
     return type(value).__name__ == "ObjectStoragePath" or any(
         cls.__name__ == "ObjectStoragePath" for cls in type(value).__mro__
     )
+
+
+def local_path_from_uri(uri: str) -> str | None:
+    """The plain filesystem path of a ``file://`` URI (percent-decoded), or ``None`` for other schemes.
+
+    ``file:///data/Q1%20report/%C3%9Cbersicht.csv`` gives ``/data/Q1 report/Übersicht.csv``: the bytes of
+    the path are decoded the way :meth:`pathlib.Path.as_uri` encoded them, so any file name round-trips.
+    """
+    parts = urllib.parse.urlsplit(uri)
+    if parts.scheme != "file" or parts.netloc not in ("", "localhost"):
+        return None
+    return os.fsdecode(urllib.parse.unquote_to_bytes(parts.path))
 
 
 def _object_path(value: Any, conn_id: str | None, argument: str) -> ObjectStoragePath:
@@ -64,6 +85,11 @@ class Source:
     uri: str
     local_path: Path | None = None
     object_path: ObjectStoragePath | None = None
+
+    @property
+    def shown(self) -> str:
+        """How log lines name the source: the plain absolute local path, else the object storage URI."""
+        return local_path_from_uri(self.uri) or self.uri
 
     def open(self) -> BinaryIO:
         """Open the source for reading (a fresh handle per upload attempt)."""
@@ -101,6 +127,11 @@ class Destination:
     uri: str
     local_path: Path | None = None
     object_path: ObjectStoragePath | None = None
+
+    @property
+    def shown(self) -> str:
+        """How log lines name the destination: the plain absolute local path, else the URI."""
+        return local_path_from_uri(self.uri) or self.uri
 
     @contextmanager
     def atomic_writer(self) -> Iterator[BinaryIO]:

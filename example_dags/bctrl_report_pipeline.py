@@ -1,7 +1,7 @@
 # XComArgs (task outputs) stand in for values that Airflow resolves at run time; mypy cannot see that,
 # so passing them where a str or dict is annotated is allowed in this file.
 # mypy: disable-error-code="arg-type, index"
-"""Daily report through a BCTRL browser runtime: generate, upload, let the browser work, collect.
+r"""Daily report through a BCTRL browser runtime: generate, upload, let the browser work, collect.
 
 1. ``generate_report`` writes today's CSV report to ``report_base``: the worker's temp folder by default,
    or object storage (``s3://bucket/reports`` with ``report_conn_id``) so that the upload can run on
@@ -22,7 +22,19 @@ Configuration, all changeable without editing this file:
 - the file to collect: param ``output_path`` (default ``/tmp/runtime/output/results.json``);
 - where the report is written: params ``report_base`` and ``report_conn_id`` (default: local temp folder).
 
-Try it: ``airflow dags test bctrl_report_pipeline -c '{"runtime_id": "<your runtime id>"}'``.
+Try it against the local emulator (``docs/emulator.md``): in a clone after the quickstart, run
+``make emulator`` in one terminal, then in another::
+
+    export AIRFLOW_HOME=~/airflow-bctrl-try
+    export AIRFLOW__CORE__DAGS_FOLDER="$PWD/example_dags" AIRFLOW__CORE__LOAD_EXAMPLES=False
+    export AIRFLOW_CONN_BCTRL_DEFAULT="$(.venv/bin/python -m airflow_provider_bctrl.testing.client connection)"
+    .venv/bin/airflow db migrate
+    RT=$(.venv/bin/python -m airflow_provider_bctrl.testing.client create-runtime)
+    .venv/bin/python -m airflow_provider_bctrl.testing.client write-file "$RT" /tmp/runtime/output/results.json --data '{"status": "ok"}'
+    .venv/bin/airflow dags test bctrl_report_pipeline -c "{\"runtime_id\": \"$RT\"}"
+
+Against BCTRL itself, set ``AIRFLOW_CONN_BCTRL_DEFAULT`` to your API key (``docs/connection.md``) and
+pass the id of a runtime you started.
 """
 
 from __future__ import annotations

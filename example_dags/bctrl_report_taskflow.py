@@ -1,7 +1,7 @@
 # XComArgs (task outputs) stand in for values that Airflow resolves at run time; mypy cannot see that,
 # so passing them where a str or dict is annotated is allowed in this file.
 # mypy: disable-error-code="arg-type, index"
-"""The report pipeline of ``bctrl_report_pipeline`` written in TaskFlow style.
+r"""The report pipeline of ``bctrl_report_pipeline`` written in TaskFlow style.
 
 Python functions decorated with ``@task`` do the local work; the BCTRL operators move the files; all
 values flow as ``XComArg`` objects, so there are no task ids in strings. The runtime id is itself an
@@ -12,7 +12,19 @@ downstream keeps working.
 ``run_browser_agent`` is a **placeholder for your own step** (the browser reading the report and
 writing ``output_path`` inside the runtime); in this example the result file must already be there.
 
-Try it: ``airflow dags test bctrl_report_taskflow -c '{"runtime_id": "<your runtime id>"}'``.
+Try it against the local emulator (``docs/emulator.md``): in a clone after the quickstart, run
+``make emulator`` in one terminal, then in another::
+
+    export AIRFLOW_HOME=~/airflow-bctrl-try
+    export AIRFLOW__CORE__DAGS_FOLDER="$PWD/example_dags" AIRFLOW__CORE__LOAD_EXAMPLES=False
+    export AIRFLOW_CONN_BCTRL_DEFAULT="$(.venv/bin/python -m airflow_provider_bctrl.testing.client connection)"
+    .venv/bin/airflow db migrate
+    RT=$(.venv/bin/python -m airflow_provider_bctrl.testing.client create-runtime)
+    .venv/bin/python -m airflow_provider_bctrl.testing.client write-file "$RT" /tmp/runtime/output/results.json --data '{"status": "ok"}'
+    .venv/bin/airflow dags test bctrl_report_taskflow -c "{\"runtime_id\": \"$RT\"}"
+
+Against BCTRL itself, set ``AIRFLOW_CONN_BCTRL_DEFAULT`` to your API key (``docs/connection.md``) and
+pass the id of a runtime you started.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 # XComArgs (task outputs) stand in for values that Airflow resolves at run time; mypy cannot see that,
 # so passing them where a str or dict is annotated is allowed in this file.
 # mypy: disable-error-code="arg-type, index"
-"""Upload a batch of files into a BCTRL runtime with dynamic task mapping.
+r"""Upload a batch of files into a BCTRL runtime with dynamic task mapping.
 
 ``prepare_inputs`` decides at run time which files to send (here it writes ``file_count`` small CSVs;
 in real life it might list a folder or a bucket). ``upload_inputs`` is mapped over that list with
@@ -12,7 +12,18 @@ value, and the ``file_id`` keys, as lists.
 Configuration: param ``bctrl_conn_id`` (default ``bctrl_default``), param ``runtime_id`` or, when
 empty, the Airflow Variable ``bctrl_runtime_id``, and param ``file_count``.
 
-Try it: ``airflow dags test bctrl_upload_many -c '{"runtime_id": "<your runtime id>", "file_count": 3}'``.
+Try it against the local emulator (``docs/emulator.md``): in a clone after the quickstart, run
+``make emulator`` in one terminal, then in another::
+
+    export AIRFLOW_HOME=~/airflow-bctrl-try
+    export AIRFLOW__CORE__DAGS_FOLDER="$PWD/example_dags" AIRFLOW__CORE__LOAD_EXAMPLES=False
+    export AIRFLOW_CONN_BCTRL_DEFAULT="$(.venv/bin/python -m airflow_provider_bctrl.testing.client connection)"
+    .venv/bin/airflow db migrate
+    RT=$(.venv/bin/python -m airflow_provider_bctrl.testing.client create-runtime)
+    .venv/bin/airflow dags test bctrl_upload_many -c "{\"runtime_id\": \"$RT\", \"file_count\": 3}"
+
+Against BCTRL itself, set ``AIRFLOW_CONN_BCTRL_DEFAULT`` to your API key (``docs/connection.md``) and
+pass the id of a runtime you started.
 """
 
 from __future__ import annotations

@@ -351,7 +351,7 @@ class BctrlHook(BaseHook):
 
         self.log.info(
             "Uploading %s (%d bytes) into runtime %s at %s",
-            origin.uri,
+            origin.shown,
             origin.size,
             args.runtime_id,
             settings.base_url,
@@ -514,7 +514,7 @@ class BctrlHook(BaseHook):
         finally:
             response.close()
         progress.done = received
-        progress.finish(f"written to {target.uri}")
+        progress.finish(f"written to {target.shown}")
         return target.uri
 
     def _check_size(self, file_id: str, received: int, encoding: str) -> None:

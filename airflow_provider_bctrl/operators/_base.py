@@ -20,11 +20,12 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.providers.common.compat.sdk import Asset, BaseOperator
 
 from airflow_provider_bctrl import DEFAULT_CONN_ID
+from airflow_provider_bctrl._arguments import HookParams, check_hook_params, check_hook_params_keys
 from airflow_provider_bctrl._validation import check_id
 
 if TYPE_CHECKING:
@@ -76,23 +77,40 @@ class BctrlBaseOperator(BaseOperator):
     durable files to :meth:`_space_file` to look up later) and call :meth:`_emit_asset_events`.
 
     :param bctrl_conn_id: the Airflow connection of type ``bctrl`` to use. (templated)
+    :param hook_params: per-task overrides of the connection's settings, passed to
+        :class:`~airflow_provider_bctrl.hooks.bctrl.BctrlHook`: ``timeout`` (seconds per request),
+        ``max_retries`` and ``max_retry_wait`` (seconds), e.g. ``{"timeout": 600}`` for one slow
+        upload. An unknown key fails when the DAG is parsed. (templated)
     """
 
     # Paths such as "report.sql" or "query.json" must never be read as template files.
     template_ext: Sequence[str] = ()
+    template_fields_renderers: ClassVar[dict[str, str]] = {"hook_params": "json"}
 
-    def __init__(self, *, bctrl_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        bctrl_conn_id: str = DEFAULT_CONN_ID,
+        hook_params: HookParams | Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
+        check_hook_params_keys(hook_params)
         self.bctrl_conn_id = bctrl_conn_id
+        self.hook_params = hook_params
         self._lineage_inputs: list[DatasetRef] = []
         self._lineage_outputs: list[DatasetRef] = []
 
     @cached_property
     def hook(self) -> BctrlHook:
-        """The hook for ``bctrl_conn_id``, created on first use (never while the DAG is parsed)."""
+        """The hook for ``bctrl_conn_id`` with ``hook_params``, created on first use (never at parse time).
+
+        :raises BctrlInputError: when ``bctrl_conn_id`` or ``hook_params`` is unusable (no request is sent).
+        """
         from airflow_provider_bctrl.hooks.bctrl import BctrlHook
 
-        return BctrlHook(bctrl_conn_id=check_id(self.bctrl_conn_id, "bctrl_conn_id"))
+        conn_id = check_id(self.bctrl_conn_id, "bctrl_conn_id")
+        return BctrlHook(bctrl_conn_id=conn_id, **check_hook_params(self.hook_params))
 
     def _close_hook(self) -> None:
         # Only a hook that was created; closing drops the pooled connections (a later use reopens).

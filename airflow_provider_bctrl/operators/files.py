@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_bctrl import DEFAULT_CONN_ID
 from airflow_provider_bctrl._arguments import DownloadArguments
+from airflow_provider_bctrl._storage import local_path_from_uri
 from airflow_provider_bctrl.operators._base import BctrlBaseOperator, uri_ref
 
 if TYPE_CHECKING:
@@ -31,13 +32,16 @@ class BctrlDownloadFileOperator(BctrlBaseOperator):
     so a failed download leaves no half file behind and never clobbers an existing one. A download
     that breaks off is retried from the start (it is a read), up to the connection's ``max_retries``.
 
-    XCom: ``return_value`` is the URI written, e.g. ``file:///data/report.json`` or
-    ``s3://bucket/reports/report.json``. No other keys are pushed: the file id is the task's own
-    argument, so downstream tasks that need it already have it.
+    XCom: ``return_value`` is where the bytes are, in the form you can open: for a local destination
+    the absolute filesystem path as written (``/data/Q1 report/Übersicht.json``, no ``file://``, no
+    percent-encoding: ``open(path)`` works); for object storage the URI (``s3://bucket/reports/report.json``,
+    for ``ObjectStoragePath(uri)``). The key ``uri`` is pushed as well: always a URI, ``file:///...``
+    (percent-encoded) for a local file.
 
     Assets: every :class:`~airflow.sdk.Asset` in ``outlets`` (typically the destination's own asset,
-    such as ``Asset("s3://bucket/reports/latest.json")``) gets ``file_id``, ``destination`` (the URI
-    written) and the stored file's ``space_id``, ``path`` and ``uri`` in its event's extra.
+    such as ``Asset("s3://bucket/reports/latest.json")``) gets ``file_id``, ``destination`` (the same
+    value as ``return_value``), ``destination_uri`` and the stored file's ``space_id``, ``path`` and
+    ``uri`` in its event's extra.
 
     .. seealso::
         ``docs/operators/download.md`` for examples.
@@ -49,9 +53,18 @@ class BctrlDownloadFileOperator(BctrlBaseOperator):
     :param destination_conn_id: the Airflow connection used to write an object storage
         ``destination`` URI (e.g. ``aws_default``); not used for local paths. (templated)
     :param bctrl_conn_id: the Airflow connection of type ``bctrl`` to use. (templated)
+    :param hook_params: per-task ``timeout``, ``max_retries`` and ``max_retry_wait`` for the hook,
+        overriding the connection's (see :class:`~airflow_provider_bctrl._arguments.HookParams`).
+        (templated)
     """
 
-    template_fields: Sequence[str] = ("file_id", "destination", "destination_conn_id", "bctrl_conn_id")
+    template_fields: Sequence[str] = (
+        "file_id",
+        "destination",
+        "destination_conn_id",
+        "bctrl_conn_id",
+        "hook_params",
+    )
     ui_color = "#fdf0d5"
 
     def __init__(
@@ -75,17 +88,25 @@ class BctrlDownloadFileOperator(BctrlBaseOperator):
         )
 
     def execute(self, context: Context) -> str:
-        """Download the file; return the destination URI."""
+        """Download the file; return the local path written (plain, not a URI) or the object storage URI."""
         args = self._arguments()
         uri = self.hook._download(args)
+        written = local_path_from_uri(uri) or uri
+        self._push_keys(context, {"uri": uri})
         self._downloaded_file_id = args.file_id
         self._lineage_inputs = []
         self._lineage_outputs = [uri_ref(uri)]
         if self._declared_assets:
             self._emit_asset_events(
-                context, {"file_id": args.file_id, "destination": uri, **self._location_extra(args.file_id)}
+                context,
+                {
+                    "file_id": args.file_id,
+                    "destination": written,
+                    "destination_uri": uri,
+                    **self._location_extra(args.file_id),
+                },
             )
-        return uri
+        return written
 
     def _complete_lineage(self) -> None:
         file_id = getattr(self, "_downloaded_file_id", None)

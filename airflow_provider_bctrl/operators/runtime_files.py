@@ -88,6 +88,9 @@ class BctrlUploadFileOperator(BctrlBaseOperator):
     :param source_conn_id: the Airflow connection used to read an object storage ``source`` URI
         (e.g. ``aws_default``); not used for local paths. (templated)
     :param bctrl_conn_id: the Airflow connection of type ``bctrl`` to use. (templated)
+    :param hook_params: per-task ``timeout``, ``max_retries`` and ``max_retry_wait`` for the hook,
+        overriding the connection's (see :class:`~airflow_provider_bctrl._arguments.HookParams`).
+        (templated)
     """
 
     template_fields: Sequence[str] = (
@@ -99,8 +102,9 @@ class BctrlUploadFileOperator(BctrlBaseOperator):
         "metadata",
         "source_conn_id",
         "bctrl_conn_id",
+        "hook_params",
     )
-    template_fields_renderers: ClassVar[dict[str, str]] = {"metadata": "json"}
+    template_fields_renderers: ClassVar[dict[str, str]] = {"metadata": "json", "hook_params": "json"}
     ui_color = "#d6ecfa"
 
     def __init__(
@@ -170,11 +174,11 @@ class BctrlUploadFileOperator(BctrlBaseOperator):
             self._lineage_outputs.insert(0, stored)
 
 
-def _source_uri(source: Any) -> str:
+def _source_uri(source: str | os.PathLike[str] | ObjectStoragePath) -> str:
     """A checked upload source as a URI for lineage: ``file:///abs/path`` or the object storage URI."""
     if is_uri(source) or is_object_path(source):
         return str(source)
-    return Path(source).resolve().as_uri()
+    return Path(str(source)).resolve().as_uri()
 
 
 class BctrlCollectFileOperator(BctrlBaseOperator):
@@ -207,6 +211,9 @@ class BctrlCollectFileOperator(BctrlBaseOperator):
     :param artifact: record the file as a run artifact: a mapping with optional ``kind``, ``name``
         and ``metadata`` (a JSON object). (templated, recursively)
     :param bctrl_conn_id: the Airflow connection of type ``bctrl`` to use. (templated)
+    :param hook_params: per-task ``timeout``, ``max_retries`` and ``max_retry_wait`` for the hook,
+        overriding the connection's (see :class:`~airflow_provider_bctrl._arguments.HookParams`).
+        (templated)
     """
 
     template_fields: Sequence[str] = (
@@ -217,8 +224,9 @@ class BctrlCollectFileOperator(BctrlBaseOperator):
         "name",
         "artifact",
         "bctrl_conn_id",
+        "hook_params",
     )
-    template_fields_renderers: ClassVar[dict[str, str]] = {"artifact": "json"}
+    template_fields_renderers: ClassVar[dict[str, str]] = {"artifact": "json", "hook_params": "json"}
     ui_color = "#d9f2e3"
 
     def __init__(
@@ -332,9 +340,19 @@ class BctrlStageFileOperator(BctrlBaseOperator):
         a trailing ``/`` names a directory. Default: chosen by BCTRL. (templated)
     :param name: the file's name in the runtime; default: the stored file's name. (templated)
     :param bctrl_conn_id: the Airflow connection of type ``bctrl`` to use. (templated)
+    :param hook_params: per-task ``timeout``, ``max_retries`` and ``max_retry_wait`` for the hook,
+        overriding the connection's (see :class:`~airflow_provider_bctrl._arguments.HookParams`).
+        (templated)
     """
 
-    template_fields: Sequence[str] = ("runtime_id", "file_id", "runtime_path", "name", "bctrl_conn_id")
+    template_fields: Sequence[str] = (
+        "runtime_id",
+        "file_id",
+        "runtime_path",
+        "name",
+        "bctrl_conn_id",
+        "hook_params",
+    )
     ui_color = "#e8e0f5"
 
     def __init__(

@@ -18,7 +18,6 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 from dagrun_helpers import DagRunResult, collect_run
@@ -197,8 +196,8 @@ def _check_consumer(
     assert staged["id"] == extra["file_id"]
     assert staged["runtimeId"] == runtime
     assert emu.read_runtime_file(runtime, staged["runtimePath"]) == report
-    uri = result.xcom("download_report")
-    downloaded = Path(urlsplit(uri).path)
+    downloaded = Path(result.xcom("download_report"))  # a plain local path, not a file:// URI
+    assert downloaded.is_absolute()
     assert downloaded.read_bytes() == report
     assert downloaded.name == staged["name"]
 

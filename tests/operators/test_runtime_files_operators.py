@@ -59,10 +59,10 @@ def test_package_exports_the_operators() -> None:
     ],
 )
 def test_every_argument_is_templated(operator: type, arguments: tuple[str, ...], mapping: str) -> None:
-    assert set(operator.template_fields) == {*arguments, "bctrl_conn_id"}
+    assert set(operator.template_fields) == {*arguments, "bctrl_conn_id", "hook_params"}
     # No template_ext: a path such as "query.sql" is a path, never a template file to read.
     assert tuple(operator.template_ext) == ()
-    assert operator.template_fields_renderers == {mapping: "json"}
+    assert operator.template_fields_renderers == {mapping: "json", "hook_params": "json"}
     assert operator.ui_color.startswith("#")
 
 

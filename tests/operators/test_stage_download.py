@@ -80,12 +80,14 @@ def test_shapes_and_templating() -> None:
         "runtime_path",
         "name",
         "bctrl_conn_id",
+        "hook_params",
     }
     assert set(BctrlDownloadFileOperator.template_fields) == {
         "file_id",
         "destination",
         "destination_conn_id",
         "bctrl_conn_id",
+        "hook_params",
     }
     for operator in (BctrlStageFileOperator, BctrlDownloadFileOperator):
         assert tuple(operator.template_ext) == ()
@@ -171,13 +173,13 @@ def test_download_to_a_local_path_is_byte_exact(collected: tuple[str, str, bytes
     target = tmp_path / "out" / "results-copy.json"
     target.parent.mkdir()
 
-    uri = BctrlDownloadFileOperator(task_id="download", file_id=file_id, destination=str(target)).execute(
+    path = BctrlDownloadFileOperator(task_id="download", file_id=file_id, destination=str(target)).execute(
         context  # type: ignore[arg-type]
     )
 
-    assert uri == target.resolve().as_uri()
+    assert path == str(target.resolve())  # a plain path for a local destination, not a file:// URI
     assert target.read_bytes() == data
-    assert context["ti"].pushed == {}  # the return value (the URI) is all a download pushes
+    assert context["ti"].pushed == {"uri": target.resolve().as_uri()}
     assert sorted(p.name for p in target.parent.iterdir()) == ["results-copy.json"]  # no .part left
 
 
@@ -185,10 +187,10 @@ def test_download_into_a_directory_uses_the_stored_name(
     collected: tuple[str, str, bytes], tmp_path: Path
 ) -> None:
     _, file_id, data = collected
-    uri = BctrlDownloadFileOperator(task_id="download", file_id=file_id, destination=f"{tmp_path}/").execute(
+    path = BctrlDownloadFileOperator(task_id="download", file_id=file_id, destination=f"{tmp_path}/").execute(
         _context()
     )  # type: ignore[arg-type]
-    assert uri == (tmp_path / "results.json").resolve().as_uri()
+    assert path == str((tmp_path / "results.json").resolve())
     assert (tmp_path / "results.json").read_bytes() == data
 
 
@@ -302,12 +304,13 @@ def test_outlet_assets_get_the_ids_in_their_event_extra(
     }
 
     download_context = _context()
-    uri = BctrlDownloadFileOperator(
+    path = BctrlDownloadFileOperator(
         task_id="download", file_id=file_id, destination=str(tmp_path / "report.json"), outlets=[local]
     ).execute(download_context)  # type: ignore[arg-type]
     assert download_context["outlet_events"][local].extra == {
         "file_id": file_id,
-        "destination": uri,
+        "destination": path,
+        "destination_uri": Path(path).as_uri(),
         "space_id": space,
         "path": stored["path"],
         "uri": f"bctrl://{space}/{stored['path']}",
