@@ -38,7 +38,8 @@ def test_start_stop_cycle_opens_a_new_run_each_time(emu: BctrlEmulator) -> None:
     assert first["status"] == "active"
     assert first["protocol"] == "cdp"
     assert first["runtimeId"] == runtime_id
-    assert first["connectUrl"].startswith("ws://") and "token=" in first["connectUrl"]
+    assert first["connectUrl"].startswith("ws://")
+    assert "token=" in first["connectUrl"]
     assert _get(emu, runtime_id).json()["activeRunId"] == first["runId"]
 
     # A start of an active runtime answers the active run; no second run.
