@@ -26,10 +26,13 @@ __all__ = [
     "BctrlConflictError",
     "BctrlConnectionConfigError",
     "BctrlError",
+    "BctrlFileWaitTimeoutError",
     "BctrlInputError",
     "BctrlInvalidRequestError",
     "BctrlNotFoundError",
+    "BctrlQuotaExceededError",
     "BctrlRateLimitError",
+    "BctrlRuntimeNotActiveError",
     "BctrlServerError",
     "BctrlTransportError",
     "BctrlUncertainOutcomeError",
@@ -152,3 +155,22 @@ class BctrlUncertainServerError(BctrlServerError, BctrlUncertainOutcomeError):
 
 class BctrlUncertainTransportError(BctrlTransportError, BctrlUncertainOutcomeError):
     """The connection failed after the request went out (read timeout, reset mid-response)."""
+
+
+# ------------------------------------------------------------------ runtime lifecycle and waiting
+
+
+class BctrlQuotaExceededError(BctrlApiError):
+    """402: a plan limit was reached, e.g. ``browser.concurrent_quota_exceeded`` when starting a runtime."""
+
+
+class BctrlRuntimeNotActiveError(BctrlConflictError):
+    """409 ``runtime.not_active``: the runtime is stopped, so its files cannot be used (start it first).
+
+    Stopping a runtime that is already stopped answers this too; ``BctrlStopRuntimeOperator`` treats
+    that as success.
+    """
+
+
+class BctrlFileWaitTimeoutError(BctrlError):
+    """A collect with ``wait_for_file=True`` gave up: the runtime had no file at the path in time."""
