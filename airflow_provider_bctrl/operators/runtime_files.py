@@ -31,6 +31,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from airflow.providers.common.compat.sdk import conf
+
 from airflow_provider_bctrl import DEFAULT_CONN_ID
 from airflow_provider_bctrl._storage import is_object_path, is_uri
 from airflow_provider_bctrl._validation import (
@@ -51,9 +53,17 @@ from airflow_provider_bctrl.operators._base import (
     space_file_ref,
     uri_ref,
 )
+from airflow_provider_bctrl.operators._waiting import (
+    check_wait_arguments,
+    collect_when_present,
+    collected_from_event,
+    defer_collect,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Asset, Context, ObjectStoragePath
+
+    from airflow_provider_bctrl.models import CollectedFile
 
 __all__ = ["BctrlCollectFileOperator", "BctrlStageFileOperator", "BctrlUploadFileOperator"]
 
@@ -243,6 +253,12 @@ class BctrlCollectFileOperator(BctrlBaseOperator):
     :param artifact: record the file as a run artifact: a mapping with optional ``kind``, ``name``
         and ``metadata`` (a JSON object). (templated, recursively)
     :param bctrl_conn_id: the Airflow connection of type ``bctrl`` to use. (templated)
+    :param wait_for_file: while the runtime has no file at ``path`` (404 ``runtime_file.not_found``),
+        wait for it instead of failing; see ``docs/operators/collect.md``, "Waiting for the file".
+    :param poke_interval: seconds between polls while waiting (at least 0.1).
+    :param timeout: seconds to wait at most, then fail with ``BctrlFileWaitTimeoutError``.
+    :param deferrable: wait in the triggerer, freeing the worker slot; default: the
+        ``[operators] default_deferrable`` setting.
     """
 
     template_fields: Sequence[str] = (
@@ -267,6 +283,10 @@ class BctrlCollectFileOperator(BctrlBaseOperator):
         name: str | None = None,
         artifact: Mapping[str, Any] | None = None,
         bctrl_conn_id: str = DEFAULT_CONN_ID,
+        wait_for_file: bool = False,
+        poke_interval: float = 5.0,
+        timeout: float = 60 * 60,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
         super().__init__(bctrl_conn_id=bctrl_conn_id, **kwargs)
@@ -276,6 +296,12 @@ class BctrlCollectFileOperator(BctrlBaseOperator):
         self.storage_path = storage_path
         self.name = name
         self.artifact = artifact
+        self.wait_for_file = wait_for_file
+        self.deferrable = deferrable
+        # Checked now: a bad interval or timeout is a DAG authoring error, shown at parse time.
+        self.poke_interval, self.timeout = (
+            check_wait_arguments(poke_interval, timeout) if wait_for_file else (poke_interval, timeout)
+        )
 
     def _checked_arguments(self) -> dict[str, Any]:
         """The rendered arguments, checked; raises ``BctrlInputError`` naming the first bad one."""
@@ -314,14 +340,46 @@ class BctrlCollectFileOperator(BctrlBaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         """Collect the file; return the API's response JSON and push ``file_id``/``artifact_id``."""
         args = self._checked_arguments()
-        collected = self.hook.collect_file(
-            args["runtime_id"],
-            args["path"],
-            space_id=args["space_id"],
-            storage_path=args["storage_path"],
-            name=args["name"],
-            artifact=args["artifact"],
+        if self.wait_for_file and self.deferrable:
+            # The trigger needs a concrete space: resolve the default here, once, with the hook.
+            space_id = args["space_id"] or self.hook.get_default_space_id()
+            args["space_id"] = space_id
+            # Raises TaskDeferred: the task resumes in execute_complete with the trigger's event.
+            defer_collect(self, args, space_id, poke_interval=self.poke_interval, timeout=self.timeout)
+        if self.wait_for_file:
+            collected = collect_when_present(
+                self.hook, args, poke_interval=self.poke_interval, timeout=self.timeout, log=self.log
+            )
+        else:
+            collected = self.hook.collect_file(
+                args["runtime_id"],
+                args["path"],
+                space_id=args["space_id"],
+                storage_path=args["storage_path"],
+                name=args["name"],
+                artifact=args["artifact"],
+            )
+        return self._finish(context, args, collected)
+
+    def execute_complete(
+        self, context: Context, event: dict[str, Any] | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        """Resume after the deferred wait: the trigger already collected; no second request is sent."""
+        args = self._checked_arguments()
+        args["space_id"] = args["space_id"] or self.hook.get_default_space_id()
+        collected = collected_from_event(
+            event, runtime_id=args["runtime_id"], path=args["path"], timeout=self.timeout
         )
+        self.log.info(
+            "Collected file %s%s after %s polls in the triggerer",
+            collected.file.id,
+            f" as artifact {collected.artifact.id}" if collected.artifact else "",
+            (event or {}).get("polls", "?"),
+        )
+        return self._finish(context, args, collected)
+
+    def _finish(self, context: Context, args: dict[str, Any], collected: CollectedFile) -> dict[str, Any]:
+        """Push the XCom keys, lineage and asset events of a finished collect; return its JSON."""
         artifact = collected.artifact
         artifact_id = artifact.id if artifact is not None else None
         self._push_keys(context, {XCOM_FILE_ID: collected.file.id, XCOM_ARTIFACT_ID: artifact_id})
