@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from _standalone import Standalone, group_members, poll, run_standalone
 from dagrun_helpers import finish_after_first_miss
 
+from airflow_provider_bctrl.operators.runtimes import idempotency_key_for
 from airflow_provider_bctrl.testing.emulator import BctrlEmulator
 
 pytestmark = [pytest.mark.deployment, pytest.mark.slow]
@@ -112,8 +114,23 @@ def test_collect_waits_in_the_real_triggerer(
     assert runtime["status"] == "stopped"
     downloaded = list(tmp_path.glob("bctrl-output-*.json"))
     assert [p.read_bytes() for p in downloaded] == [output]
-    # The key reached the triggerer through the connection, and no output of the deployment.
+    # The key reached the triggerer through the connection, and no output of the deployment. The
+    # connect URL (a credential) is in no task log either: replaying the start's key gives it back.
     assert KEY not in deployment.log_path.read_text(encoding="utf-8", errors="replace")
+    key = idempotency_key_for(DAG_ID, run_id, "start_runtime", -1)
+    replay = requests.post(
+        f"{emulator.url}/v1/runtimes/{runtime_id}/start",
+        headers={"Authorization": f"Bearer {KEY}", "Idempotency-Key": key},
+        timeout=10,
+    ).json()
+    assert replay["runId"] == runtime["runId"]
+    token = replay["connectUrl"].rpartition("token=")[2]
+    task_logs = [p for p in (deployment.log_path.parent / "logs").rglob("*") if p.is_file()]
+    assert task_logs, "no task logs were written"
+    for path in task_logs:
+        text = path.read_text(encoding="utf-8", errors="replace")
+        assert token not in text, f"the connect URL leaked into {path}"
+        assert KEY not in text, f"the API key leaked into {path}"
 
 
 def _dag_loaded(deployment: Standalone) -> dict[str, Any] | None:
