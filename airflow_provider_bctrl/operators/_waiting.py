@@ -115,7 +115,7 @@ def defer_collect(
     operator.defer(
         trigger=trigger,
         method_name="execute_complete",
-        kwargs={"runtime_id": args["runtime_id"], "path": args["path"], "timeout": timeout},
+        kwargs={"space_id": space_id},  # execute_complete needs no whoami to name the space
         timeout=timedelta(seconds=timeout) + DEFERRAL_GRACE,
     )
 

@@ -362,11 +362,11 @@ class BctrlCollectFileOperator(BctrlBaseOperator):
         return self._finish(context, args, collected)
 
     def execute_complete(
-        self, context: Context, event: dict[str, Any] | None = None, **kwargs: Any
+        self, context: Context, event: dict[str, Any] | None = None, space_id: str | None = None
     ) -> dict[str, Any]:
         """Resume after the deferred wait: the trigger already collected; no second request is sent."""
         args = self._checked_arguments()
-        args["space_id"] = args["space_id"] or self.hook.get_default_space_id()
+        args["space_id"] = space_id or args["space_id"] or self.hook.get_default_space_id()
         collected = collected_from_event(
             event, runtime_id=args["runtime_id"], path=args["path"], timeout=self.timeout
         )

@@ -122,9 +122,9 @@ class BctrlStartRuntimeOperator(BctrlBaseOperator):
     def _start(self, runtime_id: str, key: str) -> RuntimeStarted:
         for _ in range(MAX_KEY_HOPS):  # bounded: one hop per earlier clear of this DAG run
             started = self.hook.start_runtime(runtime_id, idempotency_key=key)
-            if started.started is False and started.status == "active":
-                return started  # the runtime was running already: that run is ours to use
-            # A replayed key may answer a run that has ended since; the runtime says which is active.
+            # A replayed key answers the run it started, which may have ended since (a server may
+            # even replay the first answer verbatim, "active" included): the runtime says which run
+            # is active now.
             if self.hook.get_runtime(runtime_id).active_run_id == started.run_id:
                 return started
             self.log.info(
