@@ -129,7 +129,17 @@ class BctrlRuntimeFileTrigger(BaseTrigger):
         from airflow_provider_bctrl.hooks.bctrl import BctrlHook
 
         hook = BctrlHook(bctrl_conn_id=self.bctrl_conn_id)
-        # Reading the connection is synchronous (a DB or supervisor call): keep it off the event loop.
+        # Airflow 3 offers an async connection lookup for code on the triggerer's event loop; with it
+        # the hook's settings parsing below does no I/O. Without it (or when it fails) the hook reads
+        # the connection itself, in a thread, and names any problem in its own words.
+        aget_connection = getattr(hook, "aget_connection", None)
+        if aget_connection is not None:
+            try:
+                connection = await aget_connection(self.bctrl_conn_id)
+            except Exception:
+                connection = None
+            if connection is not None:
+                hook.get_connection = lambda conn_id: connection  # type: ignore[method-assign]
         settings = await sync_to_async(lambda: hook.settings)()
         return hook, settings
 
