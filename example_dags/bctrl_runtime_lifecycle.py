@@ -4,7 +4,7 @@
 """A DAG that owns a BCTRL runtime's whole life: start it, feed it, wait for its output, stop it.
 
 1. ``start_runtime`` (setup) starts the runtime and returns the run id. Its ``Idempotency-Key`` comes
-   from the task instance, so a retry of this task never opens a second (billable) run.
+   from the task instance, so its retries never open a second (billable) run.
 2. ``write_input`` / ``upload_input`` put today's input into the runtime's workspace.
 3. ``collect_output`` waits for the browser's output at ``output_path`` **in the triggerer**
    (``deferrable=True``: no worker slot is held while the browser works), then collects it once into
@@ -21,7 +21,7 @@ Try it: ``airflow dags test bctrl_runtime_lifecycle -c '{"runtime_id": "<your ru
 from __future__ import annotations
 
 import tempfile
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from airflow.sdk import DAG, Param, get_current_context, task
@@ -71,7 +71,14 @@ with DAG(
         ),
     },
 ) as dag:
-    start = BctrlStartRuntimeOperator(task_id="start_runtime", bctrl_conn_id=CONN_ID, runtime_id=RUNTIME_ID)
+    start = BctrlStartRuntimeOperator(
+        task_id="start_runtime",
+        bctrl_conn_id=CONN_ID,
+        runtime_id=RUNTIME_ID,
+        # Safe to retry: every try sends the same Idempotency-Key, so a retry never opens a second run.
+        retries=2,
+        retry_delay=timedelta(seconds=10),
+    )
 
     @task
     def write_input() -> str:
