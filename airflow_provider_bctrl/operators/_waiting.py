@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_bctrl.exceptions import BctrlFileWaitTimeoutError, BctrlInputError
 
 if TYPE_CHECKING:
-    from airflow.sdk import BaseOperator
+    from airflow.providers.common.compat.sdk import BaseOperator
 
+    from airflow_provider_bctrl._arguments import CollectArguments
     from airflow_provider_bctrl.hooks.bctrl import BctrlHook
     from airflow_provider_bctrl.models import CollectedFile
 
@@ -60,7 +61,7 @@ def timeout_message(runtime_id: str, path: str, timeout: float, polls: int) -> s
 
 
 def collect_when_present(
-    hook: BctrlHook, args: dict[str, Any], *, poke_interval: float, timeout: float, log: Any
+    hook: BctrlHook, args: CollectArguments, *, poke_interval: float, timeout: float, log: Any
 ) -> CollectedFile:
     """Poll collect in this process until the file is there (then that poll is the collect)."""
     from airflow_provider_bctrl.exceptions import BctrlNotFoundError
@@ -71,51 +72,46 @@ def collect_when_present(
     while True:  # bounded by the deadline; every pass sleeps at least MIN_POKE_INTERVAL
         polls += 1
         try:
-            return hook.collect_file(
-                args["runtime_id"],
-                args["path"],
-                space_id=args["space_id"],
-                storage_path=args["storage_path"],
-                name=args["name"],
-                artifact=args["artifact"],
-            )
+            return hook._collect(args)
         except BctrlNotFoundError as exc:
             if exc.code not in WAIT_CODES:
                 raise
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise BctrlFileWaitTimeoutError(timeout_message(args["runtime_id"], args["path"], timeout, polls))
-        log.info("No file at %s yet (poll %d); next poll in %.1f s", args["path"], polls, poke_interval)
+            raise BctrlFileWaitTimeoutError(timeout_message(args.runtime_id, args.path, timeout, polls))
+        log.info("No file at %s yet (poll %d); next poll in %.1f s", args.path, polls, poke_interval)
         time.sleep(min(poke_interval, remaining))
 
 
 def defer_collect(
-    operator: BaseOperator, args: dict[str, Any], space_id: str, *, poke_interval: float, timeout: float
+    operator: BaseOperator, args: CollectArguments, *, poke_interval: float, timeout: float
 ) -> None:
-    """Defer ``operator`` to the triggerer until the file is collected; resumes in ``execute_complete``."""
+    """Defer ``operator`` to the triggerer until the file is collected; resumes in ``execute_complete``.
+
+    ``args.space_id`` must be set: the trigger does no whoami of its own.
+    """
     from airflow_provider_bctrl.triggers.bctrl import BctrlRuntimeFileTrigger
 
+    if args.space_id is None:
+        raise BctrlInputError("Waiting in the triggerer needs a space id; resolve the default space first.")
     trigger = BctrlRuntimeFileTrigger(
         bctrl_conn_id=operator.bctrl_conn_id,  # type: ignore[attr-defined]
-        runtime_id=args["runtime_id"],
-        space_id=space_id,
-        path=args["path"],
+        runtime_id=args.runtime_id,
+        space_id=args.space_id,
+        path=args.path,
         deadline=time.time() + timeout,
         poke_interval=poke_interval,
-        storage_path=args["storage_path"],
-        name=args["name"],
-        artifact=args["artifact"],
+        storage_path=args.storage_path,
+        name=args.name,
+        artifact=args.artifact,
     )
     operator.log.info(
-        "Deferring: the triggerer waits up to %g s for %s in runtime %s",
-        timeout,
-        args["path"],
-        args["runtime_id"],
+        "Deferring: the triggerer waits up to %g s for %s in runtime %s", timeout, args.path, args.runtime_id
     )
     operator.defer(
         trigger=trigger,
         method_name="execute_complete",
-        kwargs={"space_id": space_id},  # execute_complete needs no whoami to name the space
+        kwargs={"space_id": args.space_id},  # execute_complete needs no whoami to name the space
         timeout=timedelta(seconds=timeout) + DEFERRAL_GRACE,
     )
 

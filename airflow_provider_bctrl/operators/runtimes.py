@@ -25,7 +25,7 @@ from airflow_provider_bctrl.exceptions import BctrlError
 from airflow_provider_bctrl.operators._base import BctrlBaseOperator
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.providers.common.compat.sdk import Context
 
     from airflow_provider_bctrl.models import RuntimeStarted
 

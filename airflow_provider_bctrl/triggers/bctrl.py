@@ -21,7 +21,6 @@ restarted on another triggerer keeps the original deadline.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import ssl
 import time
@@ -35,7 +34,7 @@ from airflow_provider_bctrl import __version__
 if TYPE_CHECKING:
     import httpx
 
-    from airflow_provider_bctrl.hooks.bctrl import BctrlConnectionSettings, BctrlHook
+    from airflow_provider_bctrl._settings import BctrlConnectionSettings
 
 __all__ = ["WAIT_CODES", "BctrlRuntimeFileTrigger", "collect_body"]
 
@@ -123,25 +122,26 @@ class BctrlRuntimeFileTrigger(BaseTrigger):
 
     # ------------------------------------------------------------------------------ running
 
-    async def _hook_and_settings(self) -> tuple[BctrlHook, BctrlConnectionSettings]:
+    async def _settings(self) -> BctrlConnectionSettings:
+        """The connection's settings, checked by the hook's own rules (:mod:`airflow_provider_bctrl._settings`)."""
         from asgiref.sync import sync_to_async
 
+        from airflow_provider_bctrl._settings import HookArguments, load_settings
         from airflow_provider_bctrl.hooks.bctrl import BctrlHook
 
-        hook = BctrlHook(bctrl_conn_id=self.bctrl_conn_id)
+        get_connection: Any = BctrlHook.get_connection
         # Airflow 3 offers an async connection lookup for code on the triggerer's event loop; with it
-        # the hook's settings parsing below does no I/O. Without it (or when it fails) the hook reads
-        # the connection itself, in a thread, and names any problem in its own words.
-        aget_connection = getattr(hook, "aget_connection", None)
+        # the settings parsing below does no I/O. Without it (or when it fails) the synchronous lookup
+        # runs in a thread and names any problem in the hook's own words.
+        aget_connection = getattr(BctrlHook, "aget_connection", None)
         if aget_connection is not None:
             try:
                 connection = await aget_connection(self.bctrl_conn_id)
             except Exception:
                 connection = None
             if connection is not None:
-                hook.get_connection = lambda conn_id: connection  # type: ignore[method-assign]
-        settings = await sync_to_async(lambda: hook.settings)()
-        return hook, settings
+                get_connection = lambda conn_id: connection  # noqa: E731
+        return await sync_to_async(load_settings)(get_connection, self.bctrl_conn_id, HookArguments())
 
     def _url(self, settings: BctrlConnectionSettings) -> str:
         from urllib.parse import quote
@@ -154,7 +154,7 @@ class BctrlRuntimeFileTrigger(BaseTrigger):
         import httpx
 
         try:
-            hook, settings = await self._hook_and_settings()
+            settings = await self._settings()
         except Exception as exc:  # a missing or unusable connection: say so on the worker
             yield TriggerEvent(_error_payload(exc, polls=0))
             return
@@ -177,13 +177,13 @@ class BctrlRuntimeFileTrigger(BaseTrigger):
                 except httpx.TransportError as exc:
                     if not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
                         # The request may have reached the server: it may have stored the file.
-                        yield TriggerEvent(_transport_payload(hook, exc, polls, uncertain=True))
+                        yield TriggerEvent(_transport_payload(settings, exc, polls))
                         return
                     self.log.warning(
                         "Poll %d could not connect (%s); trying again", polls, type(exc).__name__
                     )
                 else:
-                    outcome = self._outcome(hook, response, polls)
+                    outcome = self._outcome(settings, response, polls)
                     if outcome is not None:
                         yield TriggerEvent(outcome)
                         return
@@ -199,12 +199,28 @@ class BctrlRuntimeFileTrigger(BaseTrigger):
                     return
                 await asyncio.sleep(min(wait, remaining))
 
-    def _outcome(self, hook: BctrlHook, response: httpx.Response, polls: int) -> dict[str, Any] | None:
+    def _outcome(
+        self, settings: BctrlConnectionSettings, response: httpx.Response, polls: int
+    ) -> dict[str, Any] | None:
         """The event for this poll's answer, or ``None`` to keep waiting."""
+        from airflow_provider_bctrl._http import parse_json, redacted_error
+        from airflow_provider_bctrl.exceptions import error_from_response
+
         status = response.status_code
         if status < 300:
-            return _success_payload(hook, response, polls)
-        error = hook._api_error(response, "collect", idempotent=False)  # type: ignore[arg-type]
+            return _success_payload(settings, response, polls)
+        # The hook's own mapping (same types, codes, uncertainty rule) and redaction.
+        error = redacted_error(
+            error_from_response(
+                status,
+                parse_json(response, settings),  # type: ignore[arg-type]  # httpx has the same interface
+                headers=response.headers,
+                text=response.text,
+                operation="collect",
+                idempotent=False,
+            ),
+            settings,
+        )
         if status == 404 and error.code in WAIT_CODES:
             self.log.info("Poll %d: no file at %s yet (%s)", polls, self.path, error.request_id)
             return None
@@ -247,15 +263,19 @@ def _headers(settings: BctrlConnectionSettings) -> dict[str, str]:
     return headers
 
 
-def _success_payload(hook: BctrlHook, response: httpx.Response, polls: int) -> dict[str, Any]:
+def _success_payload(
+    settings: BctrlConnectionSettings, response: httpx.Response, polls: int
+) -> dict[str, Any]:
+    from airflow_provider_bctrl._http import parse_json
     from airflow_provider_bctrl.exceptions import BctrlUnexpectedResponseError
     from airflow_provider_bctrl.models import CollectedFile
 
-    request_id = response.headers.get("X-Request-Id")
+    request_id = settings.redact(response.headers.get("X-Request-Id") or "") or None
+    # Decision 9: the API's JSON as received, except the key wherever a server echoed it.
+    payload = parse_json(response, settings)  # type: ignore[arg-type]  # httpx has the same interface
     try:
-        payload = response.json()
         CollectedFile.from_api(payload)  # the same checks the hook applies to a collect answer
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (KeyError, TypeError, AttributeError) as exc:
         error = BctrlUnexpectedResponseError(
             f"BCTRL API {response.status_code} during collect: the answer is not a collect result ({exc}) "
             f"(request id {request_id}). The file may have been stored.",
@@ -263,23 +283,17 @@ def _success_payload(hook: BctrlHook, response: httpx.Response, polls: int) -> d
             request_id=request_id,
         )
         return _error_payload(error, polls=polls)
-    # Decision 9: the API's JSON as received, except the key wherever a server echoed it.
-    text = hook._redact(json.dumps(payload))
-    return {"status": "success", "collected": json.loads(text), "polls": polls, "request_id": request_id}
+    return {"status": "success", "collected": payload, "polls": polls, "request_id": request_id}
 
 
-def _transport_payload(hook: BctrlHook, exc: Exception, polls: int, *, uncertain: bool) -> dict[str, Any]:
-    from airflow_provider_bctrl.exceptions import BctrlTransportError, BctrlUncertainTransportError
+def _transport_payload(settings: BctrlConnectionSettings, exc: Exception, polls: int) -> dict[str, Any]:
+    from airflow_provider_bctrl.exceptions import UNCERTAIN_SUFFIX, BctrlUncertainTransportError
 
-    cls = BctrlUncertainTransportError if uncertain else BctrlTransportError
-    where = hook.settings.base_url
-    message = f"The connection to BCTRL at {where} failed during collect ({type(exc).__name__}: {exc})."
-    if uncertain:
-        message += (
-            " The server may have stored the file, so the wait was not continued (a second collect "
-            "could store it twice); check the space's files before retrying."
-        )
-    return _error_payload(cls(hook._redact(message)), polls=polls)
+    message = (
+        f"The connection to BCTRL at {settings.base_url} failed during collect ({type(exc).__name__}: {exc})."
+        + UNCERTAIN_SUFFIX
+    )
+    return _error_payload(BctrlUncertainTransportError(settings.redact(message)), polls=polls)
 
 
 def _error_payload(exc: BaseException, *, polls: int) -> dict[str, Any]:
