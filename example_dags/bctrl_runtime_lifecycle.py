@@ -24,7 +24,7 @@ import tempfile
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from airflow.sdk import DAG, Param, get_current_context, task
+from airflow.providers.common.compat.sdk import DAG, Param, get_current_context, task
 
 from airflow_provider_bctrl.operators import (
     BctrlCollectFileOperator,

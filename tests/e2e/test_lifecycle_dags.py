@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from airflow.sdk import DAG, task
+from airflow.providers.common.compat.sdk import DAG, task
 from dagrun_helpers import DagRunResult, finish_after_first_miss
 
 from airflow_provider_bctrl.operators import (
