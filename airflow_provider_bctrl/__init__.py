@@ -93,7 +93,14 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": [
                     "airflow_provider_bctrl.operators.runtime_files",
                     "airflow_provider_bctrl.operators.files",
+                    "airflow_provider_bctrl.operators.runtimes",
                 ],
+            }
+        ],
+        "triggers": [
+            {
+                "integration-name": "BCTRL",
+                "python-modules": ["airflow_provider_bctrl.triggers.bctrl"],
             }
         ],
         # Asset("bctrl://<space_id>/<path>"): checked, built and mapped to OpenLineage here.

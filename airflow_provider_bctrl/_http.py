@@ -83,13 +83,19 @@ def send(
     params: Mapping[str, Any] | None = None,
     headers: Mapping[str, str] | None = None,
     stream: bool = False,
+    idempotent: bool | None = None,
 ) -> requests.Response:
     """Send one attempt; return a response with a status below 300, or raise the mapped error.
 
     Without ``stream`` the answer is read here, at most :data:`MAX_JSON_BYTES`. The error's
     ``retryable`` tells :func:`~airflow_provider_bctrl._retry.call_with_retries` what to do.
+
+    :param idempotent: whether a repeat cannot act twice (default: GET/HEAD only). A POST that carries
+        an ``Idempotency-Key`` is, so its failures are retryable like a read's.
     """
-    idempotent = method.upper() in ("GET", "HEAD")
+    is_read = method.upper() in ("GET", "HEAD")
+    if idempotent is None:
+        idempotent = is_read
     request_headers = dict(headers or {})
     if body is not None:
         request_headers["Content-Type"] = body.content_type
@@ -102,7 +108,7 @@ def send(
             data=body,
             headers=request_headers,
             timeout=settings.timeout,
-            allow_redirects=idempotent,
+            allow_redirects=is_read,
             stream=True,
         )
         if response.status_code >= 300 or not stream:

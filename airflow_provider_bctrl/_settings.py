@@ -25,6 +25,7 @@ __all__ = [
     "check_hook_argument",
     "connection_settings",
     "load_settings",
+    "mask",
     "origin",
     "redact",
 ]
@@ -141,7 +142,7 @@ def load_settings(
             f"'{CONN_TYPE}' with that id, or set AIRFLOW_CONN_{conn_id.upper()}."
         ) from None
     if conn.password:
-        _mask(conn.password.strip())
+        mask(conn.password.strip())
     return connection_settings(conn, conn_id, arguments)
 
 
@@ -156,7 +157,8 @@ def _connection_not_found() -> tuple[type[Exception], ...]:
     return (AirflowNotFoundException, CoreNotFound)
 
 
-def _mask(secret: str) -> None:
+def mask(secret: str) -> None:
+    """Register ``secret`` with Airflow's log masker: the API key, a run's connect URL."""
     # Airflow already masks connection passwords it hands out; this also covers keys set another way.
     from airflow.providers.common.compat.sdk import mask_secret
 

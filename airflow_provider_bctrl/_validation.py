@@ -222,3 +222,18 @@ def check_artifact(value: Any, argument: str = "artifact") -> dict[str, Any]:
     if value.get("metadata") is not None:
         result["metadata"] = check_json_object(value["metadata"], f"{argument}['metadata']")
     return result
+
+
+#: Longest Idempotency-Key sent (BCTRL documents no limit; 255 is the common one).
+MAX_IDEMPOTENCY_KEY = 255
+
+
+def check_idempotency_key(value: Any, what: str = "idempotency_key") -> str:
+    """An ``Idempotency-Key`` header value: 1 to 255 printable ASCII characters."""
+    if not isinstance(value, str) or not value:
+        raise BctrlInputError(f"{what} must be a non-empty string, got {value!r}.")
+    if len(value) > MAX_IDEMPOTENCY_KEY or not (value.isascii() and value.isprintable()):
+        raise BctrlInputError(
+            f"{what} must be at most {MAX_IDEMPOTENCY_KEY} printable ASCII characters, got {value!r}."
+        )
+    return value

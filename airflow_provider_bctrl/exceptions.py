@@ -29,10 +29,13 @@ __all__ = [
     "BctrlConflictError",
     "BctrlConnectionConfigError",
     "BctrlError",
+    "BctrlFileWaitTimeoutError",
     "BctrlInputError",
     "BctrlInvalidRequestError",
     "BctrlNotFoundError",
+    "BctrlQuotaExceededError",
     "BctrlRateLimitError",
+    "BctrlRuntimeNotActiveError",
     "BctrlServerError",
     "BctrlTransportError",
     "BctrlUncertainOutcomeError",
@@ -160,6 +163,25 @@ class BctrlUncertainTransportError(BctrlTransportError, BctrlUncertainOutcomeErr
     """The connection failed after the request went out (read timeout, reset mid-response)."""
 
 
+# ------------------------------------------------------------------ runtime lifecycle and waiting
+
+
+class BctrlQuotaExceededError(BctrlApiError):
+    """402: a plan limit was reached, e.g. ``browser.concurrent_quota_exceeded`` when starting a runtime."""
+
+
+class BctrlRuntimeNotActiveError(BctrlConflictError):
+    """409 ``runtime.not_active``: the runtime is stopped, so its files cannot be used (start it first).
+
+    Stopping a runtime that is already stopped answers this too; ``BctrlStopRuntimeOperator`` treats
+    that as success.
+    """
+
+
+class BctrlFileWaitTimeoutError(BctrlError):
+    """A collect with ``wait_for_file=True`` gave up: the runtime had no file at the path in time."""
+
+
 # ---------------------------------------------------------------------- mapping failures onto the errors
 # requests is imported inside these functions: this module is imported when DAG files are parsed.
 
@@ -208,7 +230,7 @@ def error_from_response(
         message += f" (request id {request_id})"
     if uncertain:
         message += "." + UNCERTAIN_SUFFIX
-    cls = _error_class(status, uncertain=uncertain, envelope=code is not None)
+    cls = _error_class(status, uncertain=uncertain, envelope=code is not None, code=code)
     return cls(
         message,
         status=status,
@@ -227,14 +249,19 @@ def _str_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _error_class(status: int, *, uncertain: bool, envelope: bool) -> type[BctrlApiError]:
+def _error_class(
+    status: int, *, uncertain: bool, envelope: bool, code: str | None = None
+) -> type[BctrlApiError]:
     if uncertain:
         return BctrlUncertainServerError
     if not envelope and status < 500 and status != 429:
         # A 4xx page that is not a BCTRL error object (a wrong base URL, a proxy): saying "not found"
         # would send the user looking for a missing runtime instead of fixing the URL.
         return BctrlUnexpectedResponseError
+    if status == 409 and code == "runtime.not_active":
+        return BctrlRuntimeNotActiveError
     by_status: dict[int, type[BctrlApiError]] = {
+        402: BctrlQuotaExceededError,
         401: BctrlAuthError,
         403: BctrlAuthError,
         404: BctrlNotFoundError,

@@ -15,7 +15,17 @@ from typing import Any
 import pendulum
 from pendulum import DateTime
 
-__all__ = ["Artifact", "CollectedFile", "RuntimeStagedFile", "StoredFile", "WhoAmI", "parse_timestamp"]
+__all__ = [
+    "Artifact",
+    "CollectedFile",
+    "Runtime",
+    "RuntimeStagedFile",
+    "RuntimeStarted",
+    "RuntimeStopped",
+    "StoredFile",
+    "WhoAmI",
+    "parse_timestamp",
+]
 
 
 def parse_timestamp(value: Any) -> DateTime | str | None:
@@ -203,5 +213,99 @@ class WhoAmI:
             email=_str_or_none(data.get("email")),
             key_id=_str_or_none(data.get("keyId")),
             plan=_str_or_none(data.get("plan")),
+            raw=dict(data),
+        )
+
+
+# ------------------------------------------------------------------ runtime lifecycle (BCTRL's docs)
+
+
+def _required_str(data: Mapping[str, Any], key: str) -> str:
+    value = data[key]
+    if not isinstance(value, str) or not value:
+        raise TypeError(f"{key!r} is {value!r}, not an id string")
+    return value
+
+
+@dataclass(frozen=True)
+class RuntimeStarted:
+    """The answer of ``POST /v1/runtimes/{id}/start``: the run the runtime is (now) executing.
+
+    ``connect_url`` drives the browser: treat it like a credential (it is kept out of ``repr``).
+    ``started`` is false when the runtime was already running this run (or the Idempotency-Key had
+    started it before).
+    """
+
+    run_id: str
+    runtime_id: str | None
+    status: str | None
+    started: bool | None
+    protocol: str | None
+    connect_url: str | None = field(default=None, repr=False)
+    webdriver_url: str | None = field(default=None, repr=False)
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    @classmethod
+    def from_api(cls, data: Mapping[str, Any]) -> RuntimeStarted:
+        """Build from the start response JSON."""
+        started = data.get("started")
+        return cls(
+            run_id=_required_str(data, "runId"),
+            runtime_id=_str_or_none(data.get("runtimeId")),
+            status=_str_or_none(data.get("status")),
+            started=started if isinstance(started, bool) else None,
+            protocol=_str_or_none(data.get("protocol")),
+            connect_url=_str_or_none(data.get("connectUrl")),
+            webdriver_url=_str_or_none(data.get("webdriverUrl")),
+            raw=dict(data),
+        )
+
+
+@dataclass(frozen=True)
+class RuntimeStopped:
+    """The answer of ``POST /v1/runtimes/{id}/stop``; ``run_id`` is the run that ended (may be None)."""
+
+    run_id: str | None
+    runtime_id: str | None
+    status: str | None
+    stopped: bool | None
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    @classmethod
+    def from_api(cls, data: Mapping[str, Any]) -> RuntimeStopped:
+        """Build from the stop response JSON."""
+        stopped = data.get("stopped")
+        return cls(
+            run_id=_str_or_none(data.get("runId")),
+            runtime_id=_str_or_none(data.get("runtimeId")),
+            status=_str_or_none(data.get("status")),
+            stopped=stopped if isinstance(stopped, bool) else None,
+            raw=dict(data),
+        )
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """A runtime as ``GET /v1/runtimes/{id}`` describes it; ``active_run_id`` is None when it is not running."""
+
+    id: str
+    status: str | None
+    active_run_id: str | None
+    space_id: str | None
+    created_at: DateTime | str | None
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    @classmethod
+    def from_api(cls, data: Mapping[str, Any]) -> Runtime:
+        """Build from the runtime JSON (``id``, or ``runtimeId`` as some API generations name it)."""
+        runtime_id = data.get("id") if data.get("id") is not None else data.get("runtimeId")
+        if not isinstance(runtime_id, str) or not runtime_id:
+            raise TypeError(f"'id' is {runtime_id!r}, not an id string")
+        return cls(
+            id=runtime_id,
+            status=_str_or_none(data.get("status")),
+            active_run_id=_str_or_none(data.get("activeRunId")),
+            space_id=_str_or_none(data.get("spaceId")),
+            created_at=parse_timestamp(data.get("createdAt")),
             raw=dict(data),
         )

@@ -40,7 +40,12 @@ def test_every_declared_module_and_class_imports() -> None:
     import importlib
 
     info = get_provider_info()
-    modules = [m for group in ("hooks", "operators") for item in info[group] for m in item["python-modules"]]
+    modules = [
+        m
+        for group in ("hooks", "operators", "triggers")
+        for item in info[group]
+        for m in item["python-modules"]
+    ]
     for module in modules:
         importlib.import_module(module)
     for conn in info["connection-types"]:

@@ -47,9 +47,10 @@ from airflow_provider_bctrl._settings import (
     BctrlConnectionSettings,
     HookArguments,
     load_settings,
+    mask,
 )
 from airflow_provider_bctrl._storage import Destination, resolve_destination, resolve_source
-from airflow_provider_bctrl._validation import check_id, check_name
+from airflow_provider_bctrl._validation import check_id, check_idempotency_key, check_name
 from airflow_provider_bctrl.exceptions import (
     BctrlApiError,
     BctrlAuthError,
@@ -61,7 +62,15 @@ from airflow_provider_bctrl.exceptions import (
     BctrlUnexpectedResponseError,
     never_sent,
 )
-from airflow_provider_bctrl.models import CollectedFile, RuntimeStagedFile, StoredFile, WhoAmI
+from airflow_provider_bctrl.models import (
+    CollectedFile,
+    Runtime,
+    RuntimeStagedFile,
+    RuntimeStarted,
+    RuntimeStopped,
+    StoredFile,
+    WhoAmI,
+)
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import ObjectStoragePath
@@ -184,11 +193,14 @@ class BctrlHook(BaseHook):
         headers: Mapping[str, str] | None = None,
         stream: bool = False,
         max_retries: int | None = None,
+        idempotent: bool | None = None,
     ) -> requests.Response:
         """Send an API request under the retry policy; return a successful response or raise.
 
         :param operation: a short name for messages and logs, e.g. ``"upload"``.
         :param body_factory: builds a fresh streaming body for every attempt (uploads).
+        :param idempotent: whether a repeat cannot act twice (default: GET/HEAD only); a POST with an
+            ``Idempotency-Key`` is, so it gets the read retry policy.
         """
         settings = self.settings
         session = self.session
@@ -208,6 +220,7 @@ class BctrlHook(BaseHook):
                 body=body,
                 headers=headers,
                 stream=stream,
+                idempotent=idempotent,
             )
 
         return self._with_retries(operation, attempt, max_retries)
@@ -587,6 +600,72 @@ class BctrlHook(BaseHook):
         # `airflow connections test` prints only "Connection success!"; with -v it shows this log line.
         self.log.info("%s", message)
         return True, message
+
+    # ------------------------------------------------------------------ runtime lifecycle (issue 16)
+    # BCTRL documents these endpoints outside the seed contract; see docs/operators/start_runtime.md.
+
+    def start_runtime(self, runtime_id: str, *, idempotency_key: str | None = None) -> RuntimeStarted:
+        """Start a runtime: open a new run, or answer the run it is already executing.
+
+        Start is billable. With an ``idempotency_key`` (sent as ``Idempotency-Key``) the server
+        answers every repeat with the run the first call started, so the hook retries it like a read
+        (408, 429, 5xx, timeouts, dropped connections). Without one only failures where the server
+        cannot have acted are retried (429, 503, connection refused).
+
+        The answer's ``connect_url`` drives the browser: it is registered with Airflow's secret
+        masker, so it shows as ``***`` in task logs.
+
+        :param runtime_id: the runtime to start.
+        :param idempotency_key: a key unique to this logical start, e.g. derived from the task
+            instance (``BctrlStartRuntimeOperator`` does that).
+        :raises BctrlQuotaExceededError: 402, e.g. ``browser.concurrent_quota_exceeded``.
+        :raises BctrlConflictError: 409, e.g. ``runtime.not_executable``.
+        """
+        runtime_id = check_id(runtime_id, "runtime_id")
+        headers: dict[str, str] = {}
+        if idempotency_key is not None:
+            headers["Idempotency-Key"] = check_idempotency_key(idempotency_key)
+        response = self._request(
+            "POST",
+            f"/v1/runtimes/{_q(runtime_id)}/start",
+            operation="start runtime",
+            headers=headers,
+            idempotent=idempotency_key is not None,
+        )
+        started: RuntimeStarted = self._parse(response, "start runtime", RuntimeStarted.from_api)
+        for secret in (started.connect_url, started.webdriver_url):
+            if secret:
+                mask(secret)
+        self.log.info(
+            "Runtime %s: run %s is %s (%s)",
+            runtime_id,
+            started.run_id,
+            started.status or "unknown",
+            "started now" if started.started else "already running",
+        )
+        return started
+
+    def stop_runtime(self, runtime_id: str) -> RuntimeStopped:
+        """Stop a runtime's active run (``POST /v1/runtimes/{id}/stop``).
+
+        A repeated stop cannot do harm (the second finds the runtime stopped), so it is retried like
+        a read.
+
+        :raises BctrlRuntimeNotActiveError: 409 ``runtime.not_active``: it was not running.
+        """
+        runtime_id = check_id(runtime_id, "runtime_id")
+        response = self._request(
+            "POST", f"/v1/runtimes/{_q(runtime_id)}/stop", operation="stop runtime", idempotent=True
+        )
+        stopped: RuntimeStopped = self._parse(response, "stop runtime", RuntimeStopped.from_api)
+        self.log.info("Runtime %s stopped (run %s)", runtime_id, stopped.run_id)
+        return stopped
+
+    def get_runtime(self, runtime_id: str) -> Runtime:
+        """The runtime's state (``GET /v1/runtimes/{id}``); ``active_run_id`` is None when stopped."""
+        runtime_id = check_id(runtime_id, "runtime_id")
+        response = self._request("GET", f"/v1/runtimes/{_q(runtime_id)}", operation="get runtime")
+        return self._parse(response, "get runtime", Runtime.from_api)
 
 
 def _int_header(response: requests.Response, name: str) -> int | None:

@@ -12,10 +12,13 @@ from airflow_provider_bctrl.operators.runtime_files import (
     BctrlStageFileOperator,
     BctrlUploadFileOperator,
 )
+from airflow_provider_bctrl.operators.runtimes import BctrlStartRuntimeOperator, BctrlStopRuntimeOperator
 
 __all__ = [
     "BctrlCollectFileOperator",
     "BctrlDownloadFileOperator",
     "BctrlStageFileOperator",
+    "BctrlStartRuntimeOperator",
+    "BctrlStopRuntimeOperator",
     "BctrlUploadFileOperator",
 ]

@@ -110,7 +110,12 @@ class BctrlBaseOperator(BaseOperator):
         from airflow_provider_bctrl.hooks.bctrl import BctrlHook
 
         conn_id = check_id(self.bctrl_conn_id, "bctrl_conn_id")
-        return BctrlHook(bctrl_conn_id=conn_id, **check_hook_params(self.hook_params))
+        return BctrlHook(bctrl_conn_id=conn_id, **self._checked_hook_params)
+
+    @cached_property
+    def _checked_hook_params(self) -> HookParams:
+        """The rendered ``hook_params``, checked once (for the hook, and for a trigger when deferring)."""
+        return check_hook_params(self.hook_params)
 
     def _close_hook(self) -> None:
         # Only a hook that was created; closing drops the pooled connections (a later use reopens).

@@ -26,10 +26,13 @@ neither ``requests`` nor the hook at module level: the hook is created on first 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow.providers.common.compat.sdk import conf
 
 from airflow_provider_bctrl import DEFAULT_CONN_ID
 from airflow_provider_bctrl._arguments import CollectArguments, StageArguments, UploadArguments
@@ -42,9 +45,17 @@ from airflow_provider_bctrl.operators._base import (
     space_file_ref,
     uri_ref,
 )
+from airflow_provider_bctrl.operators._waiting import (
+    check_wait_arguments,
+    collect_when_present,
+    collected_from_event,
+    defer_collect,
+)
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Asset, Context, ObjectStoragePath
+
+    from airflow_provider_bctrl.models import CollectedFile
 
 __all__ = ["BctrlCollectFileOperator", "BctrlStageFileOperator", "BctrlUploadFileOperator"]
 
@@ -214,6 +225,13 @@ class BctrlCollectFileOperator(BctrlBaseOperator):
     :param hook_params: per-task ``timeout``, ``max_retries`` and ``max_retry_wait`` for the hook,
         overriding the connection's (see :class:`~airflow_provider_bctrl._arguments.HookParams`).
         (templated)
+    :param wait_for_file: while the runtime has no file at ``path`` (404 ``runtime_file.not_found``),
+        wait for it instead of failing; see ``docs/operators/collect.md``, "Waiting for the file".
+    :param poke_interval: seconds between polls while waiting (at least 0.1).
+    :param timeout: seconds to wait for the file at most, then fail with ``BctrlFileWaitTimeoutError``
+        (each request's own timeout is the connection's, or ``hook_params['timeout']``).
+    :param deferrable: wait in the triggerer, freeing the worker slot; default: the
+        ``[operators] default_deferrable`` setting.
     """
 
     template_fields: Sequence[str] = (
@@ -239,6 +257,10 @@ class BctrlCollectFileOperator(BctrlBaseOperator):
         name: str | None = None,
         artifact: Mapping[str, Any] | None = None,
         bctrl_conn_id: str = DEFAULT_CONN_ID,
+        wait_for_file: bool = False,
+        poke_interval: float = 5.0,
+        timeout: float = 60 * 60,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
         super().__init__(bctrl_conn_id=bctrl_conn_id, **kwargs)
@@ -248,6 +270,12 @@ class BctrlCollectFileOperator(BctrlBaseOperator):
         self.storage_path = storage_path
         self.name = name
         self.artifact = artifact
+        self.wait_for_file = wait_for_file
+        self.deferrable = deferrable
+        # Checked now: a bad interval or timeout is a DAG authoring error, shown at parse time.
+        self.poke_interval, self.timeout = (
+            check_wait_arguments(poke_interval, timeout) if wait_for_file else (poke_interval, timeout)
+        )
 
     def _arguments(self) -> CollectArguments:
         """The rendered arguments, checked once (the hook does not check them again)."""
@@ -284,7 +312,40 @@ class BctrlCollectFileOperator(BctrlBaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         """Collect the file; return the API's response JSON and push ``file_id``/``artifact_id``."""
         args = self._arguments()
-        collected = self.hook._collect(args)
+        if self.wait_for_file and self.deferrable:
+            # The trigger needs a concrete space: resolve the default here, once, with the hook.
+            args = dataclasses.replace(args, space_id=args.space_id or self.hook.get_default_space_id())
+            # Raises TaskDeferred: the task resumes in execute_complete with the trigger's event.
+            defer_collect(self, args, poke_interval=self.poke_interval, timeout=self.timeout)
+        if self.wait_for_file:
+            collected = collect_when_present(
+                self.hook, args, poke_interval=self.poke_interval, timeout=self.timeout, log=self.log
+            )
+        else:
+            collected = self.hook._collect(args)
+        return self._finish(context, args, collected)
+
+    def execute_complete(
+        self, context: Context, event: dict[str, Any] | None = None, space_id: str | None = None
+    ) -> dict[str, Any]:
+        """Resume after the deferred wait: the trigger already collected; no second request is sent."""
+        args = self._arguments()
+        args = dataclasses.replace(
+            args, space_id=space_id or args.space_id or self.hook.get_default_space_id()
+        )
+        collected = collected_from_event(
+            event, runtime_id=args.runtime_id, path=args.path, timeout=self.timeout
+        )
+        self.log.info(
+            "Collected file %s%s after %s polls in the triggerer",
+            collected.file.id,
+            f" as artifact {collected.artifact.id}" if collected.artifact else "",
+            (event or {}).get("polls", "?"),
+        )
+        return self._finish(context, args, collected)
+
+    def _finish(self, context: Context, args: CollectArguments, collected: CollectedFile) -> dict[str, Any]:
+        """Push the XCom keys, lineage and asset events of a finished collect; return its JSON."""
         artifact = collected.artifact
         artifact_id = artifact.id if artifact is not None else None
         self._push_keys(context, {XCOM_FILE_ID: collected.file.id, XCOM_ARTIFACT_ID: artifact_id})

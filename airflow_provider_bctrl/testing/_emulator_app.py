@@ -39,6 +39,7 @@ from airflow_provider_bctrl.testing._emulator_errors import ApiError, fault_erro
 from airflow_provider_bctrl.testing._emulator_faults import Fault, FaultQueue, RequestLog, parse_fault_request
 from airflow_provider_bctrl.testing._emulator_json import parse_client_json
 from airflow_provider_bctrl.testing._emulator_multipart import FormReader
+from airflow_provider_bctrl.testing._emulator_runtimes import RuntimeLifecycle
 from airflow_provider_bctrl.testing._emulator_store import (
     EmulatorStore,
     FileRecord,
@@ -343,6 +344,7 @@ class EmulatorApp:
         self.request_log = request_log or RequestLog()
         self._api_key = api_key.encode()
         self._key_id = key_id_for(api_key)
+        self._lifecycle = RuntimeLifecycle(store, api_key)
         self._v1_routes = [
             Route("POST", _template("v1/runtimes/{}/files/upload"), "upload", self._upload),
             Route("POST", _template("v1/spaces/{}/runtimes/{}/files/collect"), "collect", self._collect),
@@ -351,6 +353,10 @@ class EmulatorApp:
             Route("GET", _template("v1/files/{}"), "file", self._file),
             Route("GET", _template("v1/files/{}/content"), "content", self._content),
             Route("GET", _template("v1/runtimes/{}/files"), "list", self._list),
+            # Runtime lifecycle (BCTRL's public docs, outside the seed contract): see _emulator_runtimes.
+            Route("POST", _template("v1/runtimes/{}/start"), "start", self._lifecycle.start),
+            Route("POST", _template("v1/runtimes/{}/stop"), "stop", self._lifecycle.stop),
+            Route("GET", _template("v1/runtimes/{}"), "runtime", self._lifecycle.get),
         ]
         self._control_routes = [
             Route("GET", _template("_emulator/health"), "health", self._health),
@@ -359,6 +365,7 @@ class EmulatorApp:
             Route("GET", _template("_emulator/runtimes"), "runtimes.list", self._list_runtimes),
             Route("PUT", _template("_emulator/runtimes/{}/fs"), "fs.write", self._fs_write),
             Route("GET", _template("_emulator/runtimes/{}/fs"), "fs.read", self._fs_read),
+            Route("POST", _template("_emulator/runtimes/{}/fs/later"), "fs.later", self._lifecycle.fs_later),
             Route("GET", _template("_emulator/files"), "files", self._stored_files),
             Route("GET", _template("_emulator/artifacts"), "artifacts", self._artifacts),
             Route("GET", _template("_emulator/faults"), "faults.list", self._faults_list),
@@ -548,7 +555,8 @@ class EmulatorApp:
         request = call.request
         assert call.entry is not None
         if call.route == "upload":
-            self.store.get_runtime(call.params[0])  # 404 before writing a possibly huge body to disk
+            # 404 or 409 (stopped) before writing a possibly huge body to disk.
+            self.store.require_active(self.store.get_runtime(call.params[0]))
             reader = FormReader(self.store.scratch_dir())
             try:
                 upload = await reader.read(request.stream(), request.headers.get("content-type"))
@@ -559,6 +567,8 @@ class EmulatorApp:
                 call.entry["fileContentType"] = reader.file_content_type
             call.data = upload
             call.cleanup.append(lambda: upload.tmp_path.unlink(missing_ok=True))
+        elif request.method == "POST" and call.route in ("start", "stop"):
+            await drain(request)  # no body is defined; whatever is sent is ignored
         elif request.method == "POST":
             call.data = await read_json(request)
             call.entry["json"] = call.data
@@ -729,8 +739,15 @@ class EmulatorApp:
         body = await self._control_json(call)
         runtime_id = _optional_str(body, "runtimeId")
         space_id = _optional_str(body, "spaceId")
-        record = await run_in_threadpool(self.store.create_runtime, runtime_id, space_id)
-        return json_response({"runtimeId": record.id, "spaceId": record.space_id}, status=201)
+        status = _optional_str(body, "status") or "active"
+        if status not in ("active", "stopped"):
+            raise invalid("'status' must be 'active' or 'stopped'.", field="status")
+        record = await run_in_threadpool(
+            self.store.create_runtime, runtime_id, space_id, active=status == "active"
+        )
+        return json_response(
+            {"runtimeId": record.id, "spaceId": record.space_id, "status": record.status}, status=201
+        )
 
     async def _list_runtimes(self, call: Call) -> Response:
         return json_response({"data": [r.to_json() for r in self.store.runtimes()]})

@@ -14,7 +14,19 @@ from typing import Any
 from airflow_provider_bctrl.testing._emulator_errors import invalid
 
 #: Route names a fault can target ("*" matches every /v1 route).
-FAULT_ROUTES = ("upload", "collect", "stage", "whoami", "content", "file", "list", "*")
+FAULT_ROUTES = (
+    "upload",
+    "collect",
+    "stage",
+    "whoami",
+    "content",
+    "file",
+    "list",
+    "start",
+    "stop",
+    "runtime",
+    "*",
+)
 #: When a fault acts: before the emulator acts on the request, or after it has fully acted.
 FAULT_PHASES = ("request", "processing")
 #: Longest injectable delay; keeps a forgotten fault from hanging a test run for long.

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -71,14 +72,29 @@ def write_json_atomic(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+#: Runtime states the emulator models (the start endpoint's ``status`` may also say ``failed``).
+RUNTIME_ACTIVE = "active"
+RUNTIME_STOPPED = "stopped"
+
+
 @dataclass(frozen=True)
 class RuntimeRecord:
-    """A runtime: a live browser in a space, with a run id and its own filesystem."""
+    """A runtime: a browser in a space, with its own filesystem, active (running a run) or stopped.
+
+    ``run_id`` is the runtime's latest run: the active one while ``status`` is ``active``, the last
+    one that ran (or ``None`` if it never ran) once it is ``stopped``.
+    """
 
     id: str
     space_id: str
-    run_id: str
+    run_id: str | None
     created_at: str
+    status: str = RUNTIME_ACTIVE
+
+    @property
+    def active_run_id(self) -> str | None:
+        """The run in progress, ``None`` when the runtime is stopped."""
+        return self.run_id if self.status == RUNTIME_ACTIVE else None
 
     def to_json(self) -> dict[str, Any]:
         """The record as persisted and as the control API shows it."""
@@ -86,13 +102,31 @@ class RuntimeRecord:
             "runtimeId": self.id,
             "spaceId": self.space_id,
             "runId": self.run_id,
+            "activeRunId": self.active_run_id,
+            "status": self.status,
             "createdAt": self.created_at,
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RuntimeRecord:
-        """Read a persisted record."""
-        return cls(str(data["runtimeId"]), str(data["spaceId"]), str(data["runId"]), str(data["createdAt"]))
+        """Read a persisted record (data dirs from before runtime states hold active runtimes)."""
+        run_id = data.get("runId")
+        return cls(
+            str(data["runtimeId"]),
+            str(data["spaceId"]),
+            None if run_id is None else str(run_id),
+            str(data["createdAt"]),
+            str(data.get("status") or RUNTIME_ACTIVE),
+        )
+
+
+@dataclass(frozen=True)
+class RuntimeStart:
+    """The outcome of a start: the run it answers with and whether this call opened it."""
+
+    runtime: RuntimeRecord
+    run_id: str
+    started: bool
 
 
 @dataclass(frozen=True)
@@ -275,6 +309,8 @@ class EmulatorStore:
         self._files: dict[str, FileRecord] = {}
         self._paths: dict[tuple[str, str], str] = {}
         self._artifacts: dict[str, ArtifactRecord] = {}
+        #: Per runtime: Idempotency-Key of a start -> {"runId", "started"} it answered first.
+        self._start_keys: dict[str, dict[str, dict[str, Any]]] = {}
         for sub in ("spaces", "runtimes", "tmp"):
             (self.data_dir / sub).mkdir(parents=True, exist_ok=True)
         self._clear_scratch()
@@ -316,11 +352,14 @@ class EmulatorStore:
             if not record_path.is_file():
                 continue
             try:
-                runtime = RuntimeRecord.from_json(json.loads(record_path.read_text(encoding="utf-8")))
+                data = json.loads(record_path.read_text(encoding="utf-8"))
+                runtime = RuntimeRecord.from_json(data)
             except (ValueError, KeyError, TypeError) as exc:
                 log.warning("Skipping unreadable runtime record %s: %s", record_path, exc)
                 continue
             self._runtimes[runtime.id] = runtime
+            keys = data.get("idempotencyKeys")
+            self._start_keys[runtime.id] = dict(keys) if isinstance(keys, dict) else {}
 
     def _choose_default_space(self, requested: str | None) -> str:
         settings_path = self.data_dir / "emulator.json"
@@ -371,21 +410,88 @@ class EmulatorStore:
                 raise not_found("space.not_found", "No space with this id.", spaceId=space_id)
         return space_id
 
-    def create_runtime(self, runtime_id: str | None = None, space_id: str | None = None) -> RuntimeRecord:
-        """Create a runtime (a uuid4 id when ``runtime_id`` is None) in ``space_id`` (created if new)."""
+    def create_runtime(
+        self, runtime_id: str | None = None, space_id: str | None = None, *, active: bool = True
+    ) -> RuntimeRecord:
+        """Create a runtime (a uuid4 id when ``runtime_id`` is None) in ``space_id`` (created if new).
+
+        It is created ``active`` with a run of its own, as if someone had started it (what every
+        test written before runtime states expects), or ``stopped`` with no run when ``active`` is
+        false, for tests that start it through the API.
+        """
         runtime_id = paths.validate_id(runtime_id, kind="runtimeId") if runtime_id else str(uuid.uuid4())
         space_id = paths.validate_id(space_id, kind="spaceId") if space_id else self.default_space_id
         with self._lock:
             if runtime_id in self._runtimes:
                 raise conflict("runtime.exists", "A runtime with this id exists.", runtimeId=runtime_id)
             self.ensure_space(space_id)
-            record = RuntimeRecord(runtime_id, space_id, str(uuid.uuid4()), rfc3339(utc_now()))
+            record = RuntimeRecord(
+                runtime_id,
+                space_id,
+                str(uuid.uuid4()) if active else None,
+                rfc3339(utc_now()),
+                RUNTIME_ACTIVE if active else RUNTIME_STOPPED,
+            )
             runtime_dir = self._runtime_dir(runtime_id)
             (runtime_dir / "root" / paths.WORKSPACE).mkdir(parents=True, exist_ok=True)
             (runtime_dir / "tmp").mkdir(exist_ok=True)
-            write_json_atomic(runtime_dir / "runtime.json", record.to_json())
-            self._runtimes[runtime_id] = record
+            self._start_keys[runtime_id] = {}
+            self._save_runtime(record)
             return record
+
+    def _save_runtime(self, record: RuntimeRecord) -> None:
+        """Persist ``record`` with its remembered start keys (caller holds the lock)."""
+        data = {**record.to_json(), "idempotencyKeys": self._start_keys.get(record.id, {})}
+        write_json_atomic(self._runtime_dir(record.id) / "runtime.json", data)
+        self._runtimes[record.id] = record
+
+    def start_runtime(self, runtime_id: str, idempotency_key: str | None = None) -> RuntimeStart:
+        """Start ``runtime_id``: open a new run, unless one is active or the key was seen before.
+
+        - A key seen before on this runtime answers the run that key started, whatever happened
+          since: a retried start never opens a second run.
+        - A start of an active runtime answers its active run with ``started`` false.
+        - Otherwise a new run opens and the runtime becomes active.
+        """
+        with self._lock:
+            runtime = self.get_runtime(runtime_id)
+            keys = self._start_keys.setdefault(runtime_id, {})
+            if idempotency_key is not None and idempotency_key in keys:
+                seen = keys[idempotency_key]
+                return RuntimeStart(runtime, str(seen["runId"]), bool(seen["started"]))
+            if runtime.status == RUNTIME_ACTIVE and runtime.run_id is not None:
+                outcome = RuntimeStart(runtime, runtime.run_id, False)
+            else:
+                runtime = dataclasses.replace(runtime, run_id=str(uuid.uuid4()), status=RUNTIME_ACTIVE)
+                outcome = RuntimeStart(runtime, str(runtime.run_id), True)
+            if idempotency_key is not None:
+                keys[idempotency_key] = {"runId": outcome.run_id, "started": outcome.started}
+            self._save_runtime(runtime)
+            return outcome
+
+    def stop_runtime(self, runtime_id: str) -> RuntimeRecord:
+        """Stop ``runtime_id``'s active run; 409 ``runtime.not_active`` when it is not running.
+
+        The runtime's files stay (the emulator keeps its filesystem), but file operations answer 409
+        until it is started again. Returns the stopped record (``run_id`` is the run that ended).
+        """
+        with self._lock:
+            runtime = self.require_active(self.get_runtime(runtime_id))
+            stopped = dataclasses.replace(runtime, status=RUNTIME_STOPPED)
+            self._save_runtime(stopped)
+            return stopped
+
+    @staticmethod
+    def require_active(runtime: RuntimeRecord) -> RuntimeRecord:
+        """``runtime`` when it is active; 409 ``runtime.not_active`` otherwise."""
+        if runtime.status != RUNTIME_ACTIVE:
+            raise conflict(
+                "runtime.not_active",
+                "The runtime is not active; start it before using its files.",
+                runtimeId=runtime.id,
+                status=runtime.status,
+            )
+        return runtime
 
     def get_runtime(self, runtime_id: str) -> RuntimeRecord:
         """The runtime ``runtime_id``; 404 ``runtime.not_found`` otherwise."""
@@ -497,7 +603,7 @@ class EmulatorStore:
         Takes ownership of ``upload.tmp_path``: it is moved into the store or deleted, never left.
         """
         try:
-            runtime = self.get_runtime(runtime_id)
+            runtime = self.require_active(self.get_runtime(runtime_id))
             display = paths.validate_name(name if name is not None else self._default_name(upload.file_name))
             rel_path = paths.workspace_path(runtime_path, display)
             file_id = str(uuid.uuid4())
@@ -540,7 +646,7 @@ class EmulatorStore:
     def stage(self, runtime_id: str, file_id: str, runtime_path: str | None, name: str | None) -> StagedFile:
         """Materialise the durable file ``file_id`` in ``runtime_id`` (no new durable file)."""
         record = self.get_file(file_id)
-        runtime = self.get_runtime(runtime_id)
+        runtime = self.require_active(self.get_runtime(runtime_id))
         display = paths.validate_name(name if name is not None else record.name)
         rel_path = paths.workspace_path(runtime_path, display)
         blob = self.blob_path(record)
@@ -585,6 +691,7 @@ class EmulatorStore:
             raise not_found(
                 "runtime.not_found", "No runtime with this id in this space.", runtimeId=runtime_id
             )
+        self.require_active(runtime)
         if name is not None:
             paths.validate_name(name)
         real = self.resolve_runtime_file(runtime_id, path)
@@ -635,7 +742,7 @@ class EmulatorStore:
                         id=str(uuid.uuid4()),
                         file_id=file_id,
                         space_id=space_id,
-                        run_id=runtime.run_id,
+                        run_id=str(runtime.run_id),  # the active run: collect checked it is active
                         runtime_id=runtime.id,
                         kind=artifact.get("kind") or "file",
                         name=artifact.get("name") or display,
@@ -686,6 +793,7 @@ __all__ = [
     "EmulatorStore",
     "FileRecord",
     "RuntimeRecord",
+    "RuntimeStart",
     "StagedFile",
     "UploadedBytes",
     "decode_cursor",

@@ -33,6 +33,8 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from airflow_provider_bctrl.testing._emulator_faults import FAULT_ROUTES
+
 __all__ = ["EmulatorClient", "EmulatorClientError", "default_url", "main"]
 
 #: The emulator's URL when neither an argument nor ``$BCTRL_EMULATOR_URL`` names one.
@@ -46,8 +48,6 @@ API_KEY_ENV = "BCTRL_EMULATOR_API_KEY"
 DEFAULT_API_KEY = "bctrl_emulator_key"
 #: Seconds a control call may wait for the emulator (it answers at once unless it is busy).
 DEFAULT_TIMEOUT = 30.0
-#: Routes a fault can target; ``*`` matches every ``/v1`` route.
-FAULT_ROUTES = ("upload", "collect", "stage", "whoami", "content", "file", "list", "*")
 
 
 class EmulatorClientError(RuntimeError):
@@ -195,13 +195,20 @@ class EmulatorClient:
 
     # --------------------------------------------------------------------------- runtimes, files
 
-    def create_runtime(self, runtime_id: str | None = None, space_id: str | None = None) -> str:
+    def create_runtime(
+        self, runtime_id: str | None = None, space_id: str | None = None, *, active: bool = True
+    ) -> str:
         """Create a runtime and return its id (in the default space unless ``space_id``, created if new).
 
         :param runtime_id: choose the id (letters, digits, ``_``, ``.``, ``-``); default: a new uuid.
         :param space_id: the space it belongs to; default: the emulator's default space.
+        :param active: created running, with a run, as if someone had started it; ``False`` creates
+            it stopped, for a DAG that starts it with ``BctrlStartRuntimeOperator``.
         """
-        body = {key: value for key, value in (("runtimeId", runtime_id), ("spaceId", space_id)) if value}
+        body: dict[str, Any] = {
+            key: value for key, value in (("runtimeId", runtime_id), ("spaceId", space_id)) if value
+        }
+        body["status"] = "active" if active else "stopped"
         document = self._json("POST", "/_emulator/runtimes", json_body=body, expect=(201,))
         return str(document["runtimeId"])
 
@@ -224,6 +231,23 @@ class EmulatorClient:
             query={"path": path},
             body=payload,
             expect=(201,),
+        )
+        return document
+
+    def write_runtime_file_later(
+        self, runtime_id: str, path: str, data: bytes | str, *, delay_seconds: float
+    ) -> dict[str, Any]:
+        """Make ``data`` appear at ``path`` in a runtime ``delay_seconds`` from now (a browser finishing).
+
+        Returns at once with ``{"path", "sizeBytes", "delaySeconds"}``; the file lands later.
+        """
+        payload = data.encode() if isinstance(data, str) else bytes(data)
+        document: dict[str, Any] = self._json(
+            "POST",
+            f"/_emulator/runtimes/{_segment(runtime_id)}/fs/later",
+            query={"path": path, "delay": str(delay_seconds)},
+            body=payload,
+            expect=(202,),
         )
         return document
 
@@ -254,7 +278,8 @@ class EmulatorClient:
     ) -> list[dict[str, Any]]:
         """Queue a fault for the next ``count`` ``/v1`` requests to ``route``; returns the pending faults.
 
-        :param route: ``upload``, ``collect``, ``stage``, ``whoami``, ``content``, ``file``, ``list`` or ``*``.
+        :param route: one of :data:`FAULT_ROUTES`: ``upload``, ``collect``, ``stage``, ``whoami``,
+            ``content``, ``file``, ``list``, ``start``, ``stop``, ``runtime``, or ``*`` for all.
         :param status: answer this HTTP error status (400-599) with BCTRL's error envelope.
         :param retry_after: the ``Retry-After`` value sent with ``status`` (seconds or an HTTP date).
         :param delay_seconds: wait this long first (alone: a slow but normal answer).
@@ -330,6 +355,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     runtime = commands.add_parser("create-runtime", help="create a runtime; print its id")
     runtime.add_argument("--runtime-id", help="choose the id (default: a new uuid)")
     runtime.add_argument("--space-id", help="its space (default: the emulator's default space)")
+    runtime.add_argument("--stopped", action="store_true", help="create it stopped (default: running)")
     write = commands.add_parser("write-file", help="put a file into a runtime as the browser would")
     write.add_argument("runtime_id")
     write.add_argument("path", help="absolute in the runtime (/tmp/out.json) or workspace-relative")
@@ -370,7 +396,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "connection":
             _out(client.airflow_connection_json())
         elif args.command == "create-runtime":
-            _out(client.create_runtime(args.runtime_id, args.space_id))
+            _out(client.create_runtime(args.runtime_id, args.space_id, active=not args.stopped))
         elif args.command == "write-file":
             if args.data is not None:
                 data: bytes = args.data.encode()

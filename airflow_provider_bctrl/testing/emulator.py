@@ -373,10 +373,43 @@ class BctrlEmulator:
             raise EmulatorError(f"{method} {path} answered {response.status_code}: {response.text[:500]}")
         return response
 
-    def create_runtime(self, runtime_id: str | None = None, space_id: str | None = None) -> str:
-        """Create a runtime (in the default space unless ``space_id``; a new space is created); its id."""
-        body = {key: value for key, value in (("runtimeId", runtime_id), ("spaceId", space_id)) if value}
+    def create_runtime(
+        self, runtime_id: str | None = None, space_id: str | None = None, *, active: bool = True
+    ) -> str:
+        """Create a runtime (in the default space unless ``space_id``; a new space is created); its id.
+
+        It is created active, with a run, as if someone had started it; ``active=False`` creates it
+        stopped, for a DAG that starts it with ``BctrlStartRuntimeOperator``.
+        """
+        body: dict[str, Any] = {
+            key: value for key, value in (("runtimeId", runtime_id), ("spaceId", space_id)) if value
+        }
+        body["status"] = "active" if active else "stopped"
         return str(self._call("POST", "/_emulator/runtimes", json=body, expect=(201,)).json()["runtimeId"])
+
+    def runtime(self, runtime_id: str) -> dict[str, Any]:
+        """The control API's record of a runtime: ``runtimeId, spaceId, status, runId, activeRunId``."""
+        for record in self._call("GET", "/_emulator/runtimes").json()["data"]:
+            if record["runtimeId"] == runtime_id:
+                return dict(record)
+        raise EmulatorError(f"No runtime {runtime_id!r} in the emulator.")
+
+    def write_runtime_file_later(
+        self, runtime_id: str, path: str, data: bytes, *, delay_seconds: float
+    ) -> dict[str, Any]:
+        """Make ``data`` appear at ``path`` in a runtime ``delay_seconds`` from now (a browser finishing).
+
+        Returns at once with ``{"path", "sizeBytes", "delaySeconds"}``; the file lands later.
+        """
+        response = self._call(
+            "POST",
+            f"/_emulator/runtimes/{runtime_id}/fs/later",
+            params={"path": path, "delay": str(delay_seconds)},
+            data=data,
+            expect=(202,),
+        )
+        result: dict[str, Any] = response.json()
+        return result
 
     def write_runtime_file(self, runtime_id: str, path: str, data: bytes) -> dict[str, Any]:
         """Write ``data`` at ``path`` in a runtime, as if the browser produced it.
@@ -417,7 +450,8 @@ class BctrlEmulator:
     ) -> None:
         """Queue a fault for the next ``count`` /v1 requests to ``route`` (see docs/emulator.md).
 
-        :param route: ``upload``, ``collect``, ``stage``, ``whoami``, ``content``, ``file``, ``list`` or ``*``.
+        :param route: ``upload``, ``collect``, ``stage``, ``whoami``, ``content``, ``file``, ``list``,
+            ``start``, ``stop``, ``runtime`` or ``*``.
         :param status: answer this HTTP error status with the error envelope.
         :param retry_after: ``Retry-After`` header value sent with ``status``.
         :param delay_seconds: wait this long first (alone: a slow but normal response).

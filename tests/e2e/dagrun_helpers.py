@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,3 +64,28 @@ def collect_run(dag_id: str, run_id: str) -> DagRunResult:
             # XComModel.value is stored serialised; deserialize_value gives back what the task pushed.
             xcoms={(x.task_id, x.map_index, x.key): XComModel.deserialize_value(x) for x in rows},
         )
+
+
+def finish_after_first_miss(
+    emu: Any, runtime_id: str, path: str, data: bytes, *, delay_seconds: float, within: float = 180.0
+) -> threading.Thread:
+    """Play the browser: once a collect of ``path`` found nothing (404), make the file appear later.
+
+    Waiting for the first miss makes the test independent of how long the tasks before the collect
+    take on a busy machine. Bounded by ``within`` seconds; returns the (daemon) thread.
+    """
+
+    def watch() -> None:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if any(
+                e["route"] == "collect" and e["status"] == 404 and runtime_id in e["path"]
+                for e in emu.requests_log()
+            ):
+                emu.write_runtime_file_later(runtime_id, path, data, delay_seconds=delay_seconds)
+                return
+            time.sleep(0.2)
+
+    thread = threading.Thread(target=watch, name="browser-stand-in", daemon=True)
+    thread.start()
+    return thread

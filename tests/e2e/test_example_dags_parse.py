@@ -20,6 +20,7 @@ EXPECTED_DAG_IDS = {
     "bctrl_report_pipeline",
     "bctrl_report_taskflow",
     "bctrl_upload_many",
+    "bctrl_runtime_lifecycle",
 }
 
 # Runs in a fresh interpreter so that nothing imported by other tests hides a parse-time import.

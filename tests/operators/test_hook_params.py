@@ -6,29 +6,38 @@ count the requests the emulator received.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+import json
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from airflow.providers.common.compat.sdk import TaskDeferred
 from airflow.sdk import DAG
 
 from airflow_provider_bctrl.exceptions import BctrlInputError, BctrlServerError, BctrlTransportError
+from airflow_provider_bctrl.hooks.bctrl import BctrlHook
 from airflow_provider_bctrl.operators import (
     BctrlCollectFileOperator,
     BctrlDownloadFileOperator,
     BctrlStageFileOperator,
+    BctrlStartRuntimeOperator,
+    BctrlStopRuntimeOperator,
     BctrlUploadFileOperator,
 )
 from airflow_provider_bctrl.operators._base import check_hook_params
 from airflow_provider_bctrl.testing.emulator import BctrlEmulator
+from airflow_provider_bctrl.triggers.bctrl import BctrlRuntimeFileTrigger
 
 OPERATORS: dict[str, tuple[type[Any], dict[str, Any]]] = {
     "upload": (BctrlUploadFileOperator, {"runtime_id": "rt_1", "source": __file__}),
     "collect": (BctrlCollectFileOperator, {"runtime_id": "rt_1", "path": "/tmp/out.json"}),
     "stage": (BctrlStageFileOperator, {"runtime_id": "rt_1", "file_id": "f_1"}),
     "download": (BctrlDownloadFileOperator, {"file_id": "f_1", "destination": "/tmp/x.json"}),
+    "start": (BctrlStartRuntimeOperator, {"runtime_id": "rt_1"}),
+    "stop": (BctrlStopRuntimeOperator, {"runtime_id": "rt_1"}),
 }
 
 
@@ -157,3 +166,36 @@ def test_timeout_applies_to_the_task(emu: BctrlEmulator, bctrl_conn_env: str, tm
     with pytest.raises(BctrlTransportError, match=r"did not answer within 0\.5 s"):
         op.execute(_context())  # type: ignore[arg-type]
     assert time.monotonic() - started < 2.5
+
+
+def test_a_deferred_collect_hands_its_hook_params_to_the_trigger(
+    emu: BctrlEmulator, bctrl_conn_env: str, runtime_id: str
+) -> None:
+    op = BctrlCollectFileOperator(
+        task_id="collect",
+        runtime_id=runtime_id,
+        path="/tmp/runtime/output/later.json",
+        wait_for_file=True,
+        deferrable=True,
+        hook_params={"timeout": "2.5", "max_retries": 0},
+    )
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(_context())  # type: ignore[arg-type]
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, BctrlRuntimeFileTrigger)
+    _, kwargs = trigger.serialize()
+    assert kwargs["hook_params"] == {"timeout": 2.5, "max_retries": 0}
+    assert emu.api_key not in json.dumps(kwargs)
+    # Rebuilt in the triggerer from its kwargs, the trigger reads the connection with the same overrides.
+    rebuilt = BctrlRuntimeFileTrigger(**json.loads(json.dumps(kwargs)))
+    settings = asyncio.run(rebuilt._settings())
+    assert (settings.read_timeout, settings.max_retries) == (2.5, 0)
+
+
+def test_a_trigger_without_hook_params_keeps_the_connection_settings(bctrl_conn_env: str) -> None:
+    trigger = BctrlRuntimeFileTrigger(
+        bctrl_conn_id="bctrl_default", runtime_id="rt_1", space_id="sp_1", path="/tmp/x", deadline=0
+    )
+    assert "hook_params" not in trigger.serialize()[1]
+    settings = asyncio.run(trigger._settings())
+    assert settings == BctrlHook("bctrl_default").settings

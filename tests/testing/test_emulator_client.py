@@ -6,6 +6,7 @@ import hashlib
 import json
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
@@ -157,3 +158,30 @@ def test_command_line(emu: BctrlEmulator) -> None:
     failed = cli("write-file", "no-such-runtime", "x", "--data", "x")
     assert failed.returncode == 1
     assert b"runtime.not_found" in failed.stderr
+
+
+def test_runtime_lifecycle_through_the_client(client: EmulatorClient, monkeypatch) -> None:
+    """A stopped runtime, a start fault, and a file that lands later: what a lifecycle DAG meets."""
+    runtime = client.create_runtime(active=False)
+    record = {r["runtimeId"]: r for r in client.runtimes()}[runtime]
+    assert record["status"] == "stopped"
+    assert record["activeRunId"] is None
+    client.add_fault("start", 1, status=503, retry_after="0")
+    monkeypatch.setenv("AIRFLOW_CONN_BCTRL_CLIENT", client.airflow_connection_json())
+    with BctrlHook("bctrl_client") as hook:
+        started = hook.start_runtime(runtime, idempotency_key="client-test")  # the 503 is retried
+        assert {r["runtimeId"]: r for r in client.runtimes()}[runtime]["activeRunId"] == started.run_id
+        queued = client.write_runtime_file_later(runtime, "/tmp/late.json", "{}", delay_seconds=0.3)
+        assert queued["delaySeconds"] == 0.3
+        with pytest.raises(EmulatorClientError, match="404"):
+            client.read_runtime_file(runtime, "/tmp/late.json")
+    starts = [(e["route"], e["status"]) for e in client.requests_log() if e["route"] == "start"]
+    assert starts == [("start", 503), ("start", 200)]
+    for _ in range(50):  # bounded: the file lands after 0.3 s
+        try:
+            assert client.read_runtime_file(runtime, "/tmp/late.json") == b"{}"
+            break
+        except EmulatorClientError:
+            time.sleep(0.1)
+    else:
+        pytest.fail("the delayed file never appeared")

@@ -1,0 +1,1 @@
+"""BCTRL triggers: asynchronous waits that run in Airflow's triggerer instead of holding a worker slot."""
