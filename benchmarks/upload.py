@@ -12,8 +12,6 @@ caps everyone at the disk path's ~250 MB/s).
 - ``requests``: ``requests.post(files=...)`` — the naive way, which builds the body in memory.
 - ``hook-warm``: the second ``upload_file`` on one hook in one process (times the second only): what
   a call costs once the per-process first-use costs are paid. Information, not a target.
-- ``hook-chunks``: ``upload_file`` with sendfile turned off, so the file's bytes go through the
-  process in 1 MiB ``readinto`` chunks, as they must over TLS (the real API is https). Information.
 
 Targets (issue 6): the hook's throughput at least 0.9x curl's (per size; 1 GiB is the headline) and
 its peak RSS growing by less than 32 MiB from the smallest to the largest size. Exit status 1 when
@@ -22,8 +20,7 @@ a target is missed. Usage::
     python benchmarks/upload.py [--sizes 10M,256M,1G] [--rounds 5] [--clients hook,curl,requests] [--tls]
 
 ``--tls`` serves https with a throwaway certificate that every client trusts: the transport of the
-real API, where the hook's file part goes in chunks (TLS encrypts in the process) instead of by
-sendfile. The targets are the issue's, over plain http into the emulator; the TLS figures inform.
+real API. The targets are the issue's, over plain http into the emulator; the TLS figures inform.
 """
 
 from __future__ import annotations
@@ -60,7 +57,7 @@ from _common import (
     warm,
 )
 
-CLIENTS = ("hook", "curl", "requests", "hook-warm", "hook-chunks")
+CLIENTS = ("hook", "curl", "requests", "hook-warm")
 #: Uploads one sample of a client makes (hook-warm uploads once untimed, then the timed one).
 UPLOADS_PER_SAMPLE = {"hook-warm": 2}
 TARGET_RATIO = 0.9
@@ -106,7 +103,7 @@ def run(
     """Run the comparison and return every sample and the medians (see :func:`report`).
 
     :param tls: serve https with a throwaway certificate that every client trusts (the real API's
-        transport: the hook's file part goes in chunks, as ``hook-chunks`` does over http).
+        transport).
     """
     if "curl" in clients and not shutil.which("curl"):
         raise SystemExit("curl is not installed (apt-get install -y curl), or leave it out with --clients")

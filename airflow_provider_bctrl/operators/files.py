@@ -11,28 +11,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_bctrl import DEFAULT_CONN_ID
-from airflow_provider_bctrl._storage import is_object_path, is_uri, local_path_from_uri
-from airflow_provider_bctrl._validation import check_id
-from airflow_provider_bctrl.exceptions import BctrlInputError
+from airflow_provider_bctrl._arguments import DownloadArguments
+from airflow_provider_bctrl._storage import local_path_from_uri
 from airflow_provider_bctrl.operators._base import BctrlBaseOperator, uri_ref
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context, ObjectStoragePath
+    from airflow.providers.common.compat.sdk import Context, ObjectStoragePath
 
 __all__ = ["BctrlDownloadFileOperator"]
-
-
-@dataclass(frozen=True)
-class DownloadArguments:
-    """A download's rendered arguments after checking."""
-
-    file_id: str
-    destination: str | os.PathLike[str] | ObjectStoragePath
-    destination_conn_id: str | None
 
 
 class BctrlDownloadFileOperator(BctrlBaseOperator):
@@ -92,28 +81,16 @@ class BctrlDownloadFileOperator(BctrlBaseOperator):
         self.destination = destination
         self.destination_conn_id = destination_conn_id
 
-    def _checked_arguments(self) -> DownloadArguments:
-        """The rendered arguments, checked; raises ``BctrlInputError`` naming the first bad one."""
-        destination = self.destination
-        is_local = not (is_uri(destination) or is_object_path(destination))
-        if is_local and (not isinstance(destination, (str, os.PathLike)) or not os.fspath(destination)):
-            raise BctrlInputError(
-                "destination must be a local path, an ObjectStoragePath or a URI such as "
-                f"s3://bucket/key, got {destination!r}."
-            )
-        conn_id = self.destination_conn_id or None  # "" (an unset template) means no connection
-        if conn_id is not None:
-            check_id(conn_id, "destination_conn_id")
-        return DownloadArguments(
-            file_id=check_id(self.file_id, "file_id"), destination=destination, destination_conn_id=conn_id
+    def _arguments(self) -> DownloadArguments:
+        """The rendered arguments, checked once (the hook does not check them again)."""
+        return DownloadArguments.check(
+            self.file_id, self.destination, destination_conn_id=self.destination_conn_id
         )
 
     def execute(self, context: Context) -> str:
         """Download the file; return the local path written (plain, not a URI) or the object storage URI."""
-        args = self._checked_arguments()
-        uri = self.hook.download_file(
-            args.file_id, args.destination, destination_conn_id=args.destination_conn_id
-        )
+        args = self._arguments()
+        uri = self.hook._download(args)
         written = local_path_from_uri(uri) or uri
         self._push_keys(context, {"uri": uri})
         self._downloaded_file_id = args.file_id
