@@ -30,9 +30,12 @@ CHROMIUM := /usr/bin/chromium
 MYPY_PATHS ?= $(wildcard airflow_provider_bctrl example_dags scripts)
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
-# make test-wheel: the venv the built wheel is installed into, and an optional pip constraints file.
+# make dist: its tools, installed into .venv on first use (not test extras: the constraints files pin
+# exactly the project's dependencies). make test-wheel: the venv the wheel goes into, and the
+# constraints it is installed with (the newest Airflow line's, as a user would use Airflow's).
+DIST_TOOLS := "build>=1.2" "twine>=5"
 WHEEL_VENV ?= .venv-wheel
-CONSTRAINTS ?=
+WHEEL_CONSTRAINTS ?= $(CONSTRAINTS)
 # make emulator: the port (the environment variable of the same name overrides it). The API key is
 # $BCTRL_EMULATOR_API_KEY when set, else the emulator's built-in bctrl_emulator_key.
 BCTRL_EMULATOR_PORT ?= 8787
@@ -151,6 +154,8 @@ docs: $(STAMP) ## mkdocs build --strict into ./site
 # ----------------------------------------------------------------------------- the artifact
 
 dist: $(STAMP) ## Build the sdist and wheel into dist/ and check them (twine, the wheel's contents)
+	@"$(PY)" -c 'import build, twine' 2>/dev/null || { echo "==> Installing build and twine into $(VENV)"; \
+	  "$(PY)" -m pip install --quiet --progress-bar off -c "$(CONSTRAINTS)" $(DIST_TOOLS) 2>&1 | $(PIP_FILTER); }
 	rm -rf dist; mkdir -p build
 	@# Without --sdist/--wheel, build makes the sdist and then the wheel from it, so nothing stale
 	@# from the working tree (build/lib) can slip into the wheel.
@@ -159,7 +164,7 @@ dist: $(STAMP) ## Build the sdist and wheel into dist/ and check them (twine, th
 	"$(PY)" scripts/check_dist.py dist
 
 test-wheel: dist ## Install the wheel (not editable) into .venv-wheel with Airflow and run a DAG with it
-	"$(PY)" scripts/test_wheel.py --dist dist --venv "$(WHEEL_VENV)" $(if $(CONSTRAINTS),--constraint "$(CONSTRAINTS)")
+	"$(PY)" scripts/test_wheel.py --dist dist --venv "$(WHEEL_VENV)" $(if $(WHEEL_CONSTRAINTS),--constraint "$(WHEEL_CONSTRAINTS)")
 
 # ------------------------------------------------------------------------------ run things
 
