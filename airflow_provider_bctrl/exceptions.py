@@ -51,6 +51,13 @@ class BctrlConnectionConfigError(BctrlError, ValueError):
     """The Airflow connection is missing or cannot be used (no API key, bad base URL, ...)."""
 
 
+class BctrlUnsupportedError(BctrlError):
+    """A feature the installed Airflow line cannot give (``docs/installation.md``), refused at DAG parse time.
+
+    Not a ``ValueError`` on purpose: Airflow 2.11 turns a ``ValueError`` from a URI handler into a warning.
+    """
+
+
 class BctrlApiError(BctrlError):
     """The BCTRL API answered with an error, or could not be reached.
 

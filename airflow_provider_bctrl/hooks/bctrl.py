@@ -271,6 +271,14 @@ class BctrlHook(BaseHook):
     hook_name = "BCTRL"
 
     @classmethod
+    def get_connection(cls, conn_id: str) -> Any:
+        """The Airflow connection ``conn_id``; on Airflow 3.0 its key never reaches ``dag.test()``'s debug log."""
+        from airflow_provider_bctrl._masking import guard_mask_secret_requests
+
+        guard_mask_secret_requests()
+        return super().get_connection(conn_id)
+
+    @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
         """The form's extra fields for Airflow 2.11-3.1 (3.2+ reads ``conn-fields`` from the provider info)."""
         from airflow_provider_bctrl._form import connection_form_widgets
