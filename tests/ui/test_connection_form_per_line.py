@@ -90,7 +90,12 @@ def test_form_fields_labels_and_masking_from_the_api_server(api_server: str) -> 
         assert extra["timeout"]["schema"]["minimum"] == 1
 
     # The API key is masked when the connection is read back.
-    body = {"connection_id": "bctrl_form", "conn_type": "bctrl", "host": "http://127.0.0.1:9", "password": KEY}
+    body = {
+        "connection_id": "bctrl_form",
+        "conn_type": "bctrl",
+        "host": "http://127.0.0.1:9",
+        "password": KEY,
+    }
     created = requests.post(f"{api_server}/api/v2/connections", json=body, timeout=(5, 60))
     assert created.status_code == 201, created.text
     read = requests.get(f"{api_server}/api/v2/connections/bctrl_form", timeout=(5, 60))
@@ -120,4 +125,3 @@ def test_form_widgets_on_airflow_2() -> None:
     behaviour = manager.field_behaviours["bctrl"]
     assert behaviour["relabeling"] == {"host": "API base URL", "password": "API key"}
     assert set(behaviour["hidden_fields"]) == {"login", "schema", "port"}
-
