@@ -510,7 +510,9 @@ class BctrlHook(BaseHook):
                     never_sent=never_sent,
                 )
                 if not retryable or attempt > retries:
-                    raise error from exc
+                    # No chained cause: urllib3's frames hold the Authorization header in their locals,
+                    # and Airflow 3.0's console traceback prints frame locals unredacted.
+                    raise error from None
                 self._wait_before_retry(operation, attempt, retries, str(error), None)
                 continue
             finally:
@@ -899,7 +901,7 @@ class BctrlHook(BaseHook):
                         "nothing was written."
                     )
         except requests.RequestException as exc:
-            raise self._transport_error(exc, "download", uncertain=False) from exc
+            raise self._transport_error(exc, "download", uncertain=False) from None  # see _request
         finally:
             response.close()
         progress.done = received
