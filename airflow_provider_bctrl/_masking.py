@@ -39,7 +39,7 @@ def guard_mask_secret_requests() -> None:
     if not AIRFLOW_V_3_0_PLUS or AIRFLOW_V_3_1_PLUS:
         return
     task_runner = sys.modules.get("airflow.sdk.execution_time.task_runner")
-    comms = getattr(task_runner, "SUPERVISOR_COMMS", None)
+    comms: Any = getattr(task_runner, "SUPERVISOR_COMMS", None)
     # Only the in-process comms log their requests; a worker's socket comms do not.
     if type(comms).__name__ != "InProcessSupervisorComms" or isinstance(comms.log, _MaskSecretSafeLog):
         return
