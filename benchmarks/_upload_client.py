@@ -51,10 +51,18 @@ def upload_with_hook(url: str, path: Path) -> tuple[_Clock, int | None]:
 
 
 def upload_with_chunks(url: str, path: Path) -> tuple[_Clock, int | None]:
-    """Time ``upload_file`` with sendfile off: the file goes through the process in chunks, as over TLS."""
-    from airflow_provider_bctrl import _multipart
+    """Time ``upload_file`` with sendfile off: the file goes through the process in chunks, as over TLS.
 
-    _multipart.SENDFILE = False
+    A hook without a sendfile path (issue 13 may remove it) always sends chunks: then this is ``hook``.
+    """
+    import importlib
+
+    try:
+        multipart = importlib.import_module("airflow_provider_bctrl._multipart")
+    except ImportError:
+        multipart = None
+    if hasattr(multipart, "SENDFILE"):
+        multipart.SENDFILE = False  # type: ignore[union-attr]
     return upload_with_hook(url, path)
 
 
