@@ -40,7 +40,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -298,6 +299,32 @@ class Bench:
             print(text, flush=True)
 
 
+@contextmanager
+def native_server(work: Path) -> Iterator[tuple[str, Path, Path]]:
+    """``tls_server.js`` with a fresh certificate: ``(url, certificate, files directory)``.
+
+    The server serves downloads from the files directory (file id ``X`` is ``X.bin`` there).
+    """
+    for tool in ("curl", "node"):
+        if not shutil.which(tool):
+            raise SystemExit(f"{tool} is not installed; the production-path benchmark needs it")
+    cert, key = loopback_certificate(work)
+    files = work / "files"
+    files.mkdir()
+    command = [
+        "node",
+        str(BENCH_DIR / "tls_server.js"),
+        "--cert",
+        str(cert),
+        "--key",
+        str(key),
+        "--files-dir",
+        str(files),
+    ]
+    with server_process(command, _READY, timeout=60) as (_, ready):
+        yield ready.group("url"), cert, files
+
+
 def sha256(path: Path) -> str:
     """The file's sha256, read in 4 MiB pieces."""
     digest = hashlib.sha256()
@@ -345,65 +372,52 @@ def run(
     verbose: bool = True,
 ) -> dict[str, Any]:
     """Run the chosen workloads; return every sample and the summary rows (see :func:`summarise`)."""
-    for tool in ("curl", "node"):
-        if not shutil.which(tool):
-            raise SystemExit(f"{tool} is not installed; the production-path benchmark needs it")
     shm = tmpfs_dir()
     samples: dict[str, dict[str, list[dict[str, float]]]] = {}
-    with temp_dir("bctrl-bench-production-") as work, temp_dir("bctrl-bench-downloads-", shm) as out_dir:
-        cert, key = loopback_certificate(work)
-        files = work / "files"
-        files.mkdir()
-        command = [
-            "node",
-            str(BENCH_DIR / "tls_server.js"),
-            "--cert",
-            str(cert),
-            "--key",
-            str(key),
-            "--files-dir",
-            str(files),
-        ]
-        with server_process(command, _READY, timeout=60) as (_, ready):
-            bench = Bench(ready.group("url"), cert, work, out_dir, verbose=verbose)
-            if "small" in workloads:
-                source = make_file(files, small_size)
-                warm(source.path)
-                for round_index in range(small_rounds):
-                    for client in rotated(["hook", "curl", "requests"], round_index):
-                        sample = bench.small(client, source.path, small_size, small_count)
-                        samples.setdefault(f"small {client}", {}).setdefault("all", []).append(sample)
+    with (
+        temp_dir("bctrl-bench-production-") as work,
+        temp_dir("bctrl-bench-downloads-", shm) as out_dir,
+        native_server(work) as (url, cert, files),
+    ):
+        bench = Bench(url, cert, work, out_dir, verbose=verbose)
+        if "small" in workloads:
+            source = make_file(files, small_size)
+            warm(source.path)
+            for round_index in range(small_rounds):
+                for client in rotated(["hook", "curl", "requests"], round_index):
+                    sample = bench.small(client, source.path, small_size, small_count)
+                    samples.setdefault(f"small {client}", {}).setdefault("all", []).append(sample)
+                    bench.say(
+                        f"  {small_count} x {size_label(small_size)} round {round_index + 1}/{small_rounds} "
+                        f"{client:<9}{sample['seconds']:8.3f} s {sample['seconds'] / small_count * 1000:7.2f} ms/upload"
+                        f"  CPU {sample['cpu_seconds']:6.3f} s  {sample['connections']} connection(s)"
+                    )
+            source.path.unlink()
+        for size in sizes:
+            if not {"upload", "download"} & set(workloads):
+                break
+            source = make_file(files, size)
+            warm(source.path)
+            file_id = source.path.stem
+            for workload in ("upload", "download"):
+                if workload not in workloads:
+                    continue
+                for round_index in range(rounds):
+                    for client in rotated(["hook", "curl"], round_index):
+                        if workload == "upload":
+                            sample = bench.upload(client, source.path, size)
+                        else:
+                            digest = source.sha256 if round_index == 0 else None
+                            sample = bench.download(client, file_id, size, digest)
+                        samples.setdefault(f"{workload} {client}", {}).setdefault(
+                            size_label(size), []
+                        ).append(sample)
                         bench.say(
-                            f"  {small_count} x {size_label(small_size)} round {round_index + 1}/{small_rounds} "
-                            f"{client:<9}{sample['seconds']:8.3f} s {sample['seconds'] / small_count * 1000:7.2f} ms/upload"
-                            f"  CPU {sample['cpu_seconds']:6.3f} s  {sample['connections']} connection(s)"
+                            f"  {workload:<8} {size_label(size):>8} round {round_index + 1}/{rounds} {client:<5}"
+                            f"{sample['seconds']:8.3f} s {size / MIB / sample['seconds']:8.1f} MiB/s"
+                            f"  CPU {sample['cpu_seconds']:6.3f} s {sample['peak_rss_mib']:7.1f} MiB"
                         )
-                source.path.unlink()
-            for size in sizes:
-                if not {"upload", "download"} & set(workloads):
-                    break
-                source = make_file(files, size)
-                warm(source.path)
-                file_id = source.path.stem
-                for workload in ("upload", "download"):
-                    if workload not in workloads:
-                        continue
-                    for round_index in range(rounds):
-                        for client in rotated(["hook", "curl"], round_index):
-                            if workload == "upload":
-                                sample = bench.upload(client, source.path, size)
-                            else:
-                                digest = source.sha256 if round_index == 0 else None
-                                sample = bench.download(client, file_id, size, digest)
-                            samples.setdefault(f"{workload} {client}", {}).setdefault(
-                                size_label(size), []
-                            ).append(sample)
-                            bench.say(
-                                f"  {workload:<8} {size_label(size):>8} round {round_index + 1}/{rounds} {client:<5}"
-                                f"{sample['seconds']:8.3f} s {size / MIB / sample['seconds']:8.1f} MiB/s"
-                                f"  CPU {sample['cpu_seconds']:6.3f} s {sample['peak_rss_mib']:7.1f} MiB"
-                            )
-                source.path.unlink()
+            source.path.unlink()
     return {
         "sizes": sizes,
         "rounds": rounds,
