@@ -503,6 +503,17 @@ def checks(result: dict[str, Any]) -> list[tuple[bool | None, str]]:
                 f"plain requests posting a prebuilt body on one session: {reference:.2f}x curl (reference)",
             )
         )
+        cpu = {
+            c: rows[("small", "all", c)]["cpu_seconds"] / small["count"] * 1000
+            for c in ("hook", "requests", "curl")
+        }
+        lines.append(
+            (
+                None,
+                f"CPU per small upload (a busy machine moves it less than wall time): hook {cpu['hook']:.2f} ms, "
+                f"plain requests {cpu['requests']:.2f} ms, curl {cpu['curl']:.2f} ms (its whole process)",
+            )
+        )
     for workload in ("download", "upload"):
         if workload in result["workloads"] and len(labels) > 1:
             first, last = rows[(workload, labels[0], "hook")], rows[(workload, labels[-1], "hook")]
