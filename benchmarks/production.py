@@ -591,7 +591,7 @@ def main(argv: list[str] | None = None) -> int:
         workloads,
         small_count=args.small_count,
         small_size=parse_size(args.small_size),
-        small_rounds=args.small_rounds or rounds,
+        small_rounds=args.small_rounds or (rounds if args.quick else max(rounds, 9)),
         verbose=not args.quiet,
     )
     result["machine"] = info
