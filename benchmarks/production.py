@@ -574,7 +574,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--small-size", default="64K", help="size of each small file (default 64K)")
     parser.add_argument(
-        "--small-rounds", type=int, help="rounds of the small-files workload (default: --rounds)"
+        "--small-rounds", type=int, help="rounds of the small-files workload (default 9; --quick: 2)"
     )
     args = parser.parse_args(argv)
     sizes, rounds = chosen_sizes(parser, args, default_rounds=5, max_rounds=50)
