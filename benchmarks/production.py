@@ -79,6 +79,8 @@ UPLOAD_TARGET_SMALL, UPLOAD_TARGET_LARGE, LARGE_FROM = 0.9, 1.0, 256 * MIB
 DOWNLOAD_TARGET = 0.9
 SMALL_TARGET = 0.6
 TARGET_RSS_GROWTH_MIB = 32.0
+#: GNU time counts CPU in 10 ms steps: a CPU ratio is shown only when curl used at least this much.
+MIN_CPU_FOR_RATIO = 0.03
 #: The multipart framing around the file bytes is a few hundred bytes; more means a wrong body.
 MAX_FRAMING = 4096
 _READY = re.compile(r"TLS SERVER listening on (?P<url>https://\S+)")
@@ -475,8 +477,15 @@ def checks(result: dict[str, Any]) -> list[tuple[bool | None, str]]:
     quick = bool(result.get("quick"))
     lines: list[tuple[bool | None, str]] = []
 
-    def ratio_line(ratio: float, target: float, text: str) -> None:
-        line = f"{text}: hook {ratio:.2f}x curl (target >= {target:.1f}x)"
+    def ratio_line(workload: str, label: str, target: float, text: str) -> None:
+        hook, curl = rows[(workload, label, "hook")], rows[(workload, label, "curl")]
+        ratio = hook["ratio_to_curl"]
+        # Context for a noisy machine: the best runs' ratio, and the CPU ratio where curl's CPU time is
+        # well above GNU time's 10 ms resolution.
+        extra = f"best runs {curl['min_seconds'] / hook['min_seconds']:.2f}x"
+        if curl["cpu_seconds"] >= MIN_CPU_FOR_RATIO and hook["cpu_seconds"] > 0:
+            extra += f", CPU {curl['cpu_seconds'] / hook['cpu_seconds']:.2f}x"
+        line = f"{text}: hook {ratio:.2f}x curl (target >= {target:.1f}x; {extra})"
         lines.append((None, f"{line} (quick run: information)") if quick else (ratio >= target, line))
 
     labels = [size_label(size) for size in result["sizes"]]
@@ -484,18 +493,14 @@ def checks(result: dict[str, Any]) -> list[tuple[bool | None, str]]:
         for index, (size, label) in enumerate(zip(result["sizes"], labels, strict=True)):
             target = UPLOAD_TARGET_LARGE if size >= LARGE_FROM else UPLOAD_TARGET_SMALL
             first = " (first in a process, TLS handshake included)" if index == 0 else ""
-            ratio_line(rows[("upload", label, "hook")]["ratio_to_curl"], target, f"upload {label}{first}")
+            ratio_line("upload", label, target, f"upload {label}{first}")
     if "download" in result["workloads"]:
         for label in labels:
-            ratio_line(
-                rows[("download", label, "hook")]["ratio_to_curl"],
-                DOWNLOAD_TARGET,
-                f"download {label} (curl + fsync, tmpfs)",
-            )
+            ratio_line("download", label, DOWNLOAD_TARGET, f"download {label} (curl + fsync, tmpfs)")
     if "small" in result["workloads"]:
         small = result["small"]
         text = f"{small['count']} uploads of {size_label(small['size'])} on one hook vs one curl process, one connection"
-        ratio_line(rows[("small", "all", "hook")]["ratio_to_curl"], SMALL_TARGET, text)
+        ratio_line("small", "all", SMALL_TARGET, text)
         reference = rows[("small", "all", "requests")]["ratio_to_curl"]
         lines.append(
             (
