@@ -490,9 +490,9 @@ def checks(result: dict[str, Any]) -> list[tuple[bool | None, str]]:
 
     labels = [size_label(size) for size in result["sizes"]]
     if "upload" in result["workloads"]:
-        for index, (size, label) in enumerate(zip(result["sizes"], labels, strict=True)):
+        for size, label in zip(result["sizes"], labels, strict=True):
             target = UPLOAD_TARGET_LARGE if size >= LARGE_FROM else UPLOAD_TARGET_SMALL
-            first = " (first in a process, TLS handshake included)" if index == 0 else ""
+            first = " (first in a process, TLS handshake included)" if size < LARGE_FROM else ""
             ratio_line("upload", label, target, f"upload {label}{first}")
     if "download" in result["workloads"]:
         for label in labels:
@@ -533,9 +533,10 @@ def checks(result: dict[str, Any]) -> list[tuple[bool | None, str]]:
 
 def report(result: dict[str, Any]) -> bool:
     """Print the production-path table and the target lines; True when every judged target is met."""
+    small_rounds = f" ({result['small']['rounds']} for small files)" if "small" in result["workloads"] else ""
     print(
         f"\nproduction path: https on a native server (Node {result['node']}), a throwaway certificate every "
-        f"client verifies; medians of {result['rounds']} rounds ({result['small']['rounds']} for small files), "
+        f"client verifies; medians of {result['rounds']} rounds{small_rounds}, "
         "each client in a fresh process; x curl = curl's seconds / the client's"
     )
     print(
