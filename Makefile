@@ -15,6 +15,15 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 # Re-install when the dependencies change; the stamp lives inside the venv so `rm -rf .venv` resets both.
 STAMP := $(VENV)/.installed-stamp
+# Supported Airflow lines (docs/installation.md); each has a pinned dependency set in constraints/.
+# .venv is the newest line's; `make test-matrix AIRFLOW=<line>` builds .venv-airflow-<line> for another.
+AIRFLOW_LINES := 2.11 3.0 3.1 3.2 3.3
+NEWEST_AIRFLOW := 3.3
+AIRFLOW ?= $(NEWEST_AIRFLOW)
+CONSTRAINTS := constraints/airflow-$(NEWEST_AIRFLOW).txt
+# What a non-newest leg runs: everything but the browser and full-deployment tests (their markers in
+# pyproject.toml say why); the newest line runs those too, through `make test`.
+MATRIX_MARKERS ?= not ui and not deployment
 SITE_DIR ?= site
 CHROMIUM := /usr/bin/chromium
 # Type-checked paths: the package, the example DAGs and the scripts, whichever exist yet.
@@ -28,7 +37,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_NO_INPUT := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv system-deps browser-deps test lint format typecheck unit docs demo bench clean distclean
+.PHONY: help venv system-deps browser-deps test test-matrix lint format typecheck unit docs demo bench clean distclean
 
 help: ## Show the targets
 	@echo "Usage: make <target>"
@@ -37,7 +46,7 @@ help: ## Show the targets
 
 # ---------------------------------------------------------------------------------------- venv
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	@if ! [ -x "$(PY)" ] || ! "$(PY)" -c 'import sys' 2>/dev/null; then \
 	  command -v "$(PYTHON)" >/dev/null || { echo "ERROR: $(PYTHON) not found; install Python 3.10+." >&2; exit 1; }; \
 	  echo "==> Creating $(VENV) with $$($(PYTHON) --version 2>&1)"; \
@@ -48,11 +57,23 @@ $(STAMP): pyproject.toml
 	@start=$$SECONDS; \
 	"$(PY)" -m pip install --quiet --progress-bar off --upgrade pip 2>&1 | $(PIP_FILTER); \
 	PYTHONWARNINGS="ignore:Editable installation" \
-	  "$(PY)" -m pip install --quiet --progress-bar off -e ".[test,docs]" 2>&1 | $(PIP_FILTER); \
+	  "$(PY)" -m pip install --quiet --progress-bar off -c "$(CONSTRAINTS)" -e ".[test,docs]" 2>&1 | $(PIP_FILTER); \
 	echo "==> $(VENV) ready ($$((SECONDS - start)) s)"
 	@touch "$@"
 
 venv: $(STAMP) ## Create or update .venv (done automatically by the other targets)
+
+# One venv per older Airflow line, made from scratch (never patched in place) whenever pyproject.toml
+# or that line's constraints file changes; uv (from .venv) installs ~160 pinned packages in seconds.
+.venv-airflow-%/.installed-stamp: pyproject.toml constraints/airflow-%.txt | $(STAMP)
+	@echo "==> Creating .venv-airflow-$* from constraints/airflow-$*.txt"
+	@start=$$SECONDS; \
+	rm -rf ".venv-airflow-$*"; \
+	"$(BIN)/uv" venv --quiet --seed --python "$(PYTHON)" ".venv-airflow-$*"; \
+	"$(BIN)/uv" pip install --quiet --python ".venv-airflow-$*/bin/python" \
+	  -c "constraints/airflow-$*.txt" -e ".[test]"; \
+	echo "==> .venv-airflow-$* ready ($$((SECONDS - start)) s): $$(.venv-airflow-$*/bin/airflow version 2>/dev/null | tail -n1)"
+	@touch "$@"
 
 # ----------------------------------------------------------------------------- browser tests
 
@@ -93,6 +114,15 @@ test: system-deps $(STAMP) ## Everything CI runs: lint, typecheck, all tests, do
 	if [ $${#failed[@]} -gt 0 ]; then echo "make test: FAILED: $${failed[*]}"; exit 1; fi; \
 	echo "make test: all checks passed"
 
+test-matrix: $(STAMP) ## The suite on one Airflow line in its own venv: make test-matrix AIRFLOW=3.1 (lines: 2.11 3.0 3.1 3.2 3.3)
+	@case " $(AIRFLOW_LINES) " in *" $(AIRFLOW) "*) ;; \
+	  *) echo "ERROR: AIRFLOW=$(AIRFLOW) is not a supported line; pick one of: $(AIRFLOW_LINES)" >&2; exit 2;; esac
+	@$(MAKE) ".venv-airflow-$(AIRFLOW)/.installed-stamp"
+	@echo "==> pytest on Airflow $(AIRFLOW) (-m '$(MATRIX_MARKERS)')"
+	@rc=0; ".venv-airflow-$(AIRFLOW)/bin/python" -m pytest -m "$(MATRIX_MARKERS)" $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "ERROR: pytest collected no tests (exit 5); that counts as a failure." >&2; fi; \
+	exit $$rc
+
 lint: $(STAMP) ## ruff check + ruff format --check
 	"$(BIN)/ruff" check .
 	"$(BIN)/ruff" format --check .
@@ -125,5 +155,5 @@ clean: ## Remove build output and caches (keeps .venv)
 	rm -rf "$(SITE_DIR)" build dist .pytest_cache .mypy_cache .ruff_cache *.egg-info
 	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +
 
-distclean: clean ## clean, and remove .venv too
-	rm -rf "$(VENV)"
+distclean: clean ## clean, and remove .venv and the .venv-airflow-* venvs too
+	rm -rf "$(VENV)" .venv-airflow-*

@@ -58,6 +58,14 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
     },
 }
 
+#: Standard fields hidden, relabelled and given placeholders in the connection form (provider-info spelling;
+#: the hook's ``get_ui_field_behaviour()`` gives the same for Airflow 2.11-3.1).
+UI_FIELD_BEHAVIOUR: dict[str, Any] = {
+    "hidden-fields": ["login", "schema", "port"],
+    "relabeling": {"host": "API base URL", "password": "API key"},
+    "placeholders": {"host": DEFAULT_BASE_URL, "password": "bctrl_..."},
+}
+
 
 def get_provider_info() -> dict[str, Any]:
     """Describe this provider to Airflow (the ``apache_airflow_provider`` entry point)."""
@@ -103,11 +111,7 @@ def get_provider_info() -> dict[str, Any]:
                 "hook-class-name": "airflow_provider_bctrl.hooks.bctrl.BctrlHook",
                 "hook-name": "BCTRL",
                 "conn-fields": CONN_FIELDS,
-                "ui-field-behaviour": {
-                    "hidden-fields": ["login", "schema", "port"],
-                    "relabeling": {"host": "API base URL", "password": "API key"},
-                    "placeholders": {"host": DEFAULT_BASE_URL, "password": "bctrl_..."},
-                },
+                "ui-field-behaviour": UI_FIELD_BEHAVIOUR,
             }
         ],
     }

@@ -7,36 +7,22 @@ the framing length. Its own ``read()`` path is slow for large files, though: ``h
 this body takes the encoded framing from toolbelt and streams the file's bytes itself, in large
 ``readinto`` chunks into one reused buffer, handing each chunk straight to the socket. Memory stays
 constant whatever the file size, and requests sends a ``Content-Length`` (no chunked encoding).
-
-Over a plain TCP socket (``http://``, see :mod:`airflow_provider_bctrl._transport`) a local file's
-bytes do not pass through the process at all: sendfile(2) moves them from the page cache to
-the socket. Over TLS they cannot skip the process (it encrypts them), and the chunks are used.
 """
 
 from __future__ import annotations
 
-import errno
 import io
+import mimetypes
 import os
-import select
-import socket
-import stat
 from collections.abc import Callable, Iterator, Sequence
-from typing import BinaryIO, TypeGuard
+from typing import BinaryIO
 
 from requests_toolbelt.multipart.encoder import MultipartEncoder
 
-__all__ = ["FileChangedError", "StreamingMultipartBody"]
+__all__ = ["FileChangedError", "StreamingMultipartBody", "guess_content_type"]
 
 #: 1 MiB: large enough that per-chunk overhead vanishes, small enough to stay in the CPU cache's reach.
 DEFAULT_CHUNK_SIZE = 1024 * 1024
-#: Whether a regular file goes to a plain TCP socket with sendfile(2) (see :meth:`chunks_through`).
-#: Off only to measure or test the chunked path over plain http.
-SENDFILE = True
-#: Most bytes one sendfile call is asked for: progress is reported between calls.
-SENDFILE_STEP = 16 * 1024 * 1024
-#: sendfile(2) errors that mean "not for this file or socket" (nothing was sent; chunks instead).
-_SENDFILE_REFUSED = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP})
 
 
 class FileChangedError(OSError):
@@ -99,7 +85,6 @@ class StreamingMultipartBody:
             stream.close()
             raise
         self._chunk_size = chunk_size
-        self._sendfile_fd = _sendfile_fd(stream)
         #: Called with the number of file bytes sent so far after every chunk (may be set later).
         self.on_progress = on_progress
         self._started = False
@@ -108,71 +93,16 @@ class StreamingMultipartBody:
         return self._length
 
     def __iter__(self) -> Iterator[bytes]:
-        return self._chunks(None)
-
-    def chunks_through(self, connection: object) -> Iterator[bytes]:
-        """Iterate the body for sending through ``connection`` (an http.client-style connection).
-
-        The framing is yielded as usual. The file part, when the source is a regular local file and
-        the connection's socket a plain TCP socket, goes straight from the file to that socket with
-        sendfile(2) at the moment it is due (the framing before it has been sent by then);
-        otherwise it is yielded in chunks like :meth:`__iter__` does.
-        """
-        return self._chunks(connection)
-
-    def _chunks(self, connection: object | None) -> Iterator[bytes]:
         if self._started:
             raise RuntimeError("a StreamingMultipartBody can be sent only once; build a new one per attempt")
         self._started = True
         try:
             yield self._head
-            sock = getattr(connection, "sock", None)
-            sent_by_kernel = False
-            if SENDFILE and self._sendfile_fd is not None and _is_plain_tcp(sock):
-                sent_by_kernel = self._send_file(sock)
-            if not sent_by_kernel:
-                # memoryviews go to the socket as they are; typed as bytes for requests' signature.
-                yield from self._file_chunks()  # type: ignore[misc]
+            # memoryviews go to the socket as they are; typed as bytes for requests' signature.
+            yield from self._file_chunks()  # type: ignore[misc]
             yield self._tail
         finally:
             self.close()
-
-    def _send_file(self, sock: socket.socket) -> bool:
-        """Send the file part with sendfile(2); False when the kernel refuses it before the first byte.
-
-        A socket with a timeout is non-blocking underneath, so a full send buffer is waited out with
-        poll(2) for at most the socket's timeout, as ``sendall`` would. sendfile(2) takes explicit
-        offsets and leaves the file position alone; it is moved to the end afterwards for the "did it
-        grow?" check.
-        """
-        assert self._sendfile_fd is not None
-        out_fd, in_fd = sock.fileno(), self._sendfile_fd
-        timeout = sock.gettimeout()
-        start = self._file.tell()
-        sent = 0
-        poller: select.poll | None = None
-        while sent < self.file_size:
-            try:
-                count = os.sendfile(out_fd, in_fd, start + sent, min(SENDFILE_STEP, self.file_size - sent))
-            except BlockingIOError:
-                if poller is None:
-                    poller = select.poll()
-                    poller.register(out_fd, select.POLLOUT)
-                if not poller.poll(None if timeout is None else timeout * 1000):
-                    raise TimeoutError("timed out sending the file to the socket") from None
-                continue
-            except OSError as exc:
-                if sent == 0 and exc.errno in _SENDFILE_REFUSED:
-                    return False  # e.g. a file system without sendfile support: chunks instead
-                raise
-            if count == 0:
-                raise self._shrank(sent)
-            sent += count
-            if self.on_progress is not None:
-                self.on_progress(sent)
-        self._file.seek(start + sent)
-        self._check_not_grown()
-        return True
 
     def _file_chunks(self) -> Iterator[memoryview]:
         # The buffer is reused: http.client sends each chunk completely (sendall) before asking for
@@ -222,24 +152,37 @@ class StreamingMultipartBody:
         return out.getvalue()
 
 
-def _sendfile_fd(stream: BinaryIO) -> int | None:
-    """The descriptor to sendfile ``stream``'s bytes from, or None when they must be read through it.
+#: What an encoded (compressed) file is sent as: ``report.csv.gz`` is a gzip file, not a CSV.
+_ENCODING_TYPES = {
+    "gzip": "application/gzip",
+    "bzip2": "application/x-bzip2",
+    "xz": "application/x-xz",
+    "br": "application/x-brotli",
+    "compress": "application/x-compress",
+}
+#: Common in pipelines, missing from Python's own table and from many machines' ``/etc/mime.types``.
+_EXTRA_TYPES = {
+    ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    ".docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    ".pptx": "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    ".parquet": "application/vnd.apache.parquet",
+    ".jsonl": "application/jsonl",
+    ".ndjson": "application/x-ndjson",
+    ".md": "text/markdown",
+    ".webp": "image/webp",
+}
 
-    Only a binary file opened from disk as it is (``open(path, "rb")``: a ``BufferedReader`` over a
-    ``FileIO``) qualifies. A wrapper (gzip, bz2, an fsspec opener that decompresses) can expose the
-    descriptor of a file whose raw bytes are not the stream's bytes.
+
+def guess_content_type(filename: str) -> str:
+    """The file part's ``Content-Type`` from the name, ``application/octet-stream`` if unknown.
+
+    :mod:`mimetypes` decides (it reads the machine's ``/etc/mime.types`` once per process); a few
+    types common in pipelines are filled in where that table may lack them.
     """
-    if not hasattr(os, "sendfile") or type(stream) is not io.BufferedReader:
-        return None
-    if type(stream.raw) is not io.FileIO:
-        return None
-    try:
-        descriptor = stream.fileno()
-        return descriptor if stat.S_ISREG(os.fstat(descriptor).st_mode) else None
-    except (OSError, ValueError):
-        return None
-
-
-def _is_plain_tcp(sock: object) -> TypeGuard[socket.socket]:
-    """A stdlib socket without TLS (TLS sockets, and sockets of green-thread libraries, are other types)."""
-    return type(sock) is socket.socket and type(sock).__module__ == "socket"
+    extension = os.path.splitext(filename)[1].lower()
+    if extension in _EXTRA_TYPES:
+        return _EXTRA_TYPES[extension]
+    mime, encoding = mimetypes.guess_type(filename, strict=False)
+    if encoding is not None:
+        return _ENCODING_TYPES.get(encoding, "application/octet-stream")
+    return mime or "application/octet-stream"

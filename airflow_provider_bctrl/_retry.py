@@ -10,7 +10,9 @@ What may be retried automatically (documented in ``docs/hook.md``, section "Retr
   a read timeout or a connection dropped mid-response may hide a stored file: no automatic retry.
 
 Waits honour ``Retry-After`` (seconds or an HTTP-date) capped at ``max_wait``; otherwise exponential
-backoff with jitter.
+backoff with jitter. The decision is made once, when a failure is mapped onto its error
+(:mod:`airflow_provider_bctrl.exceptions` sets ``retryable``), and :func:`call_with_retries` is the
+one loop that acts on it, for JSON requests and downloads alike.
 """
 
 from __future__ import annotations
@@ -18,12 +20,19 @@ from __future__ import annotations
 import email.utils
 import random
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
+from typing import TypeVar
+
+from airflow_provider_bctrl.exceptions import BctrlApiError
+
+T = TypeVar("T")
 
 __all__ = [
     "GET_RETRYABLE_STATUSES",
     "POST_RETRYABLE_STATUSES",
     "backoff_delay",
+    "call_with_retries",
     "parse_retry_after",
     "status_is_retryable",
     "transport_failure_is_retryable",
@@ -81,3 +90,23 @@ def backoff_delay(attempt: int, *, base: float, cap: float) -> float:
     """Exponential backoff for retry ``attempt`` (1 = first retry), jittered between half and all of it."""
     ceiling = min(cap, base * (2 ** max(0, attempt - 1)))
     return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not cryptography
+
+
+def call_with_retries(
+    call: Callable[[], T], *, retries: int, before_retry: Callable[[int, BctrlApiError], None]
+) -> T:
+    """Run ``call`` until it returns, retrying a :class:`BctrlApiError` marked ``retryable``.
+
+    :param retries: how many times at most to repeat ``call`` after its first attempt.
+    :param before_retry: called with the attempt number (1 = first) and the error before each retry;
+        it waits.
+    """
+    attempt = 1
+    while True:
+        try:
+            return call()
+        except BctrlApiError as exc:
+            if not exc.retryable or attempt > retries:
+                raise
+            before_retry(attempt, exc)
+            attempt += 1

@@ -9,6 +9,7 @@ nothing for it.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import uuid
@@ -22,7 +23,7 @@ from airflow_provider_bctrl._validation import check_local_file
 from airflow_provider_bctrl.exceptions import BctrlInputError
 
 if TYPE_CHECKING:
-    from airflow.sdk import ObjectStoragePath
+    from airflow.providers.common.compat.sdk import ObjectStoragePath
 
 __all__ = ["Destination", "Source", "is_object_path", "is_uri", "resolve_destination", "resolve_source"]
 
@@ -44,7 +45,7 @@ def is_object_path(value: object) -> bool:
 
 
 def _object_path(value: Any, conn_id: str | None, argument: str) -> ObjectStoragePath:
-    from airflow.sdk import ObjectStoragePath
+    from airflow.providers.common.compat.sdk import ObjectStoragePath
 
     if isinstance(value, ObjectStoragePath):
         return value
@@ -111,7 +112,7 @@ class Destination:
         token = uuid.uuid4().hex[:12]
         if self.local_path is not None:
             final = self.local_path
-            temp = final.with_name(f".{final.name}.{token}.part")
+            temp = final.with_name(_temp_name(final.name, token))
             try:
                 with temp.open("wb") as out:
                     yield out
@@ -170,15 +171,35 @@ def resolve_destination(
     if "\x00" in text:
         raise BctrlInputError(f"{argument} contains a NUL character.")
     local = Path(text).expanduser()
-    if text.endswith(("/", os.sep)) or local.is_dir():
-        local = local / _required_name(file_name(), argument)
-    parent = local.parent
-    if not parent.is_dir():
-        raise BctrlInputError(f"{argument} {str(local)!r}: the directory {str(parent)!r} does not exist.")
-    if local.exists() and not stat.S_ISREG(local.stat().st_mode):
-        raise BctrlInputError(f"{argument} {str(local)!r} exists and is not a regular file.")
-    absolute = local.resolve()
+    try:
+        if text.endswith(("/", os.sep)) or local.is_dir():
+            local = local / _required_name(file_name(), argument)
+        parent = local.parent
+        if not parent.is_dir():
+            raise BctrlInputError(f"{argument} {str(local)!r}: the directory {str(parent)!r} does not exist.")
+        if local.exists() and not stat.S_ISREG(local.stat().st_mode):
+            raise BctrlInputError(f"{argument} {str(local)!r} exists and is not a regular file.")
+        absolute = local.resolve()
+        # What the download will create first, created and removed now: a destination that cannot
+        # be written fails here, before the bytes are asked for.
+        probe = absolute.with_name(_temp_name(absolute.name, uuid.uuid4().hex[:12]))
+        with probe.open("xb"):
+            pass
+        probe.unlink()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        if exc.errno == errno.ENAMETOOLONG:
+            reason += (
+                f"; the download first writes a temporary file named like the destination plus "
+                f"{len(_temp_name(''))} characters, so shorten the file name"
+            )
+        raise BctrlInputError(f"{argument} {text!r} cannot be written: {reason}.") from None
     return Destination(uri=absolute.as_uri(), local_path=absolute)
+
+
+def _temp_name(name: str, token: str = "0" * 12) -> str:
+    """The temporary sibling a download writes before moving it into place."""
+    return f".{name}.{token}.part"
 
 
 def _required_name(file_name: str | None, argument: str) -> str:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from collections.abc import Mapping
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from airflow_provider_bctrl.exceptions import BctrlInputError
@@ -37,8 +38,8 @@ def _has_control_chars(value: str) -> bool:
 def check_id(value: Any, argument: str) -> str:
     """Return ``value`` if it is usable as an id in a URL path, else raise.
 
-    Ids are opaque strings, but one that contains ``/``, ``?``, ``#``, ``%``, ``..`` or control
-    characters could change the request's path, so it is refused rather than silently encoded.
+    Ids are opaque strings, but ``.`` or one that contains ``/``, ``?``, ``#``, ``%``, ``..`` or
+    control characters could change the request's path, so it is refused rather than silently encoded.
     """
     if not isinstance(value, str):
         raise BctrlInputError(
@@ -50,10 +51,12 @@ def check_id(value: Any, argument: str) -> str:
         raise BctrlInputError(f"{argument} {_describe(value)} has leading or trailing white space.")
     if len(value) > MAX_ID_LENGTH:
         raise BctrlInputError(f"{argument} is {len(value)} characters long; ids are at most {MAX_ID_LENGTH}.")
-    if any(ch in value for ch in _ID_FORBIDDEN) or ".." in value or _has_control_chars(value):
+    # A dot segment ("." or "..") would be removed by URL normalisation and change the request's
+    # path (decision 10); '%' could spell one ("%2e"), '/', '?', '#' and '\\' would split the URL.
+    if value == "." or any(ch in value for ch in _ID_FORBIDDEN) or ".." in value or _has_control_chars(value):
         raise BctrlInputError(
-            f"{argument} {_describe(value)} is not a valid id: ids may not contain '/', '?', '#', '%', "
-            "'\\', '..' or control characters."
+            f"{argument} {_describe(value)} is not a valid id: ids may not be '.' or contain '/', '?', "
+            "'#', '%', '\\', '..' or control characters."
         )
     return value
 
@@ -96,6 +99,12 @@ def _check_path_text(value: Any, argument: str) -> str:
     return value
 
 
+def _segments(value: str) -> list[str]:
+    """A path's segments, split on '/' and '\\' alike: one rule for every path-like argument, since a
+    server on any platform may read either as a separator."""
+    return re.split(r"[/\\]", value)
+
+
 def check_runtime_path(value: Any, argument: str = "runtime_path") -> str:
     """A destination inside the runtime workspace: relative, without ``..`` segments."""
     _check_path_text(value, argument)
@@ -105,7 +114,7 @@ def check_runtime_path(value: Any, argument: str = "runtime_path") -> str:
             f"{argument} {_describe(value)} is absolute; it must be relative to the runtime workspace, "
             f"e.g. {relative!r}."
         )
-    if ".." in PurePosixPath(value).parts or ".." in value.split("\\"):
+    if ".." in _segments(value):
         raise BctrlInputError(f"{argument} {_describe(value)} may not contain '..' segments.")
     return value
 
@@ -113,10 +122,9 @@ def check_runtime_path(value: Any, argument: str = "runtime_path") -> str:
 def check_storage_path(value: Any, argument: str) -> str:
     """A durable storage path: relative, without ``.`` or ``..`` segments."""
     _check_path_text(value, argument)
-    if value.startswith("/"):
+    if value.startswith(("/", "\\")):
         raise BctrlInputError(f"{argument} {_describe(value)} must be relative (no leading '/').")
-    segments = value.split("/")
-    if any(seg in (".", "..") for seg in segments):
+    if any(seg in (".", "..") for seg in _segments(value)):
         raise BctrlInputError(f"{argument} {_describe(value)} may not contain '.' or '..' segments.")
     return value
 
@@ -124,9 +132,9 @@ def check_storage_path(value: Any, argument: str) -> str:
 def check_runtime_source_path(value: Any, argument: str = "path") -> str:
     """A file inside the runtime to collect: absolute (``/tmp/out/x.csv``) or workspace-relative."""
     _check_path_text(value, argument)
-    if ".." in PurePosixPath(value).parts:
+    if ".." in _segments(value):
         raise BctrlInputError(f"{argument} {_describe(value)} may not contain '..' segments.")
-    if value.endswith("/"):
+    if value.endswith(("/", "\\")):
         raise BctrlInputError(f"{argument} {_describe(value)} names a directory; name the file to collect.")
     return value
 
@@ -161,6 +169,11 @@ def check_local_file(source: Any, argument: str = "source") -> Path:
     if not stat.S_ISREG(info.st_mode):
         raise BctrlInputError(
             f"{argument} {str(path)!r} is not a regular file (a pipe, socket or device cannot be uploaded)."
+        )
+    if path.resolve().parts[1:2] in (("proc",), ("sys",), ("dev",)):
+        raise BctrlInputError(
+            f"{argument} {str(path)!r} is on a pseudo file system (/proc, /sys, /dev) whose file sizes are "
+            "not their contents' sizes; copy it to a regular file first."
         )
     if not os.access(path, os.R_OK):
         raise BctrlInputError(f"{argument} {str(path)!r} is not readable by this worker's user.")
@@ -201,6 +214,10 @@ def check_artifact(value: Any, argument: str = "artifact") -> dict[str, Any]:
         if value.get(key) is not None:
             if not isinstance(value[key], str) or not value[key].strip():
                 raise BctrlInputError(f"{argument}[{key!r}] must be a non-empty string.")
+            if _has_control_chars(value[key]):
+                raise BctrlInputError(
+                    f"{argument}[{key!r}] {_describe(value[key])} contains control characters (line breaks, NUL)."
+                )
             result[key] = value[key]
     if value.get("metadata") is not None:
         result["metadata"] = check_json_object(value["metadata"], f"{argument}['metadata']")

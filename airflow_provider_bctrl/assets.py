@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from urllib.parse import SplitResult
 
     from airflow.providers.common.compat.openlineage.facet import Dataset as OpenLineageDataset
-    from airflow.sdk import Asset
+    from airflow.providers.common.compat.sdk import Asset
 
 __all__ = [
     "SCHEME",
@@ -123,7 +123,7 @@ def create_asset(*, space_id: str, path: str, extra: dict[str, Any] | None = Non
     :param extra: the asset's own extra (static information about the asset, not per event).
     :raises BctrlInputError: when the space id or the path is not usable.
     """
-    from airflow.sdk import Asset
+    from airflow.providers.common.compat.sdk import Asset
 
     return Asset(uri=asset_uri(space_id, path), extra=extra)
 

@@ -1,8 +1,7 @@
 """One upload in a fresh process, so its peak RSS is its own: ``_upload_client.py CLIENT URL PATH``.
 
 ``CLIENT`` is ``hook`` (``BctrlHook.upload_file``; the connection comes from
-``AIRFLOW_CONN_BCTRL_DEFAULT``), ``hook-warm`` (the second upload on one hook), ``hook-chunks`` (sendfile
-off, the path TLS takes) or ``requests`` (plain ``requests.post(files=...)``, the naive way).
+``AIRFLOW_CONN_BCTRL_DEFAULT``), ``hook-warm`` (the second upload on one hook) or ``requests`` (plain ``requests.post(files=...)``, the naive way).
 Imports, the connection lookup and the session set-up happen before the clock starts; the timed
 part is the upload call, connect included, up to the parsed response. Prints one JSON line.
 """
@@ -50,22 +49,6 @@ def upload_with_hook(url: str, path: Path) -> tuple[_Clock, int | None]:
     return clock, staged.size_bytes
 
 
-def upload_with_chunks(url: str, path: Path) -> tuple[_Clock, int | None]:
-    """Time ``upload_file`` with sendfile off: the file goes through the process in chunks, as over TLS.
-
-    A hook without a sendfile path (issue 13 may remove it) always sends chunks: then this is ``hook``.
-    """
-    import importlib
-
-    try:
-        multipart = importlib.import_module("airflow_provider_bctrl._multipart")
-    except ImportError:
-        multipart = None
-    if hasattr(multipart, "SENDFILE"):
-        multipart.SENDFILE = False  # type: ignore[union-attr]
-    return upload_with_hook(url, path)
-
-
 def upload_with_warm_hook(url: str, path: Path) -> tuple[_Clock, int | None]:
     """Time a second ``upload_file`` on the same hook: the per-process first-use costs already paid.
 
@@ -108,7 +91,6 @@ def main(argv: list[str]) -> int:
     upload = {
         "hook": upload_with_hook,
         "hook-warm": upload_with_warm_hook,
-        "hook-chunks": upload_with_chunks,
         "requests": upload_with_requests,
     }[client]
     # Import what the client needs before the baseline so "before" is the idle process.

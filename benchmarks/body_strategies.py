@@ -7,8 +7,6 @@ All in one process over one pooled connection, 1 GiB by default, strategies alte
 - ``toolbelt-64k``: the same encoder read in 64 KiB pieces by a length-aware iterable;
 - ``stream-<N>k``: :class:`~airflow_provider_bctrl._multipart.StreamingMultipartBody` (what the hook
   sends over TLS) with ``N`` KiB ``readinto`` chunks into one reused buffer (the hook uses 1024);
-- ``sendfile``: the same body through the hook's adapter, which over plain http hands the file part
-  to the kernel with sendfile(2) (what the hook does against the emulator).
 
 Prints wall and CPU seconds and the ratio to ``stream-1024k``. Information for
 ``docs/performance.md`` (decision 4), not a target. Usage::
@@ -53,7 +51,6 @@ import requests
 from requests_toolbelt.multipart.encoder import MultipartEncoder
 
 from airflow_provider_bctrl._multipart import StreamingMultipartBody
-from airflow_provider_bctrl._transport import BctrlHTTPAdapter
 
 _SINK_READY = re.compile(r"SINK listening on (?P<url>http://\S+)")
 
@@ -79,7 +76,7 @@ def _cpu() -> float:
 
 
 def _strategies(path: Path, chunks: list[int]) -> dict[str, Callable[[], tuple[Any, str]]]:
-    """Each strategy builds a fresh body; ``sendfile`` is the only one sent through the hook's adapter."""
+    """Each strategy builds a fresh body."""
 
     def encoder() -> MultipartEncoder:
         return MultipartEncoder(fields=[("file", (path.name, path.open("rb"), "application/octet-stream"))])
@@ -108,7 +105,6 @@ def _strategies(path: Path, chunks: list[int]) -> dict[str, Callable[[], tuple[A
 
     found: dict[str, Callable[[], tuple[Any, str]]] = {"toolbelt": plain, "toolbelt-64k": pieces}
     found.update({f"stream-{kib}k": streaming(kib * 1024) for kib in chunks})
-    found["sendfile"] = streaming(1024 * 1024)  # the chunk size is unused on the sendfile path
     return found
 
 
@@ -134,16 +130,12 @@ def main(argv: list[str] | None = None) -> int:
         strategies = _strategies(test_file.path, chunks)
         session = requests.Session()
         session.trust_env = False
-        sendfile_session = requests.Session()
-        sendfile_session.trust_env = False
-        sendfile_session.mount("http://", BctrlHTTPAdapter())
         samples: dict[str, list[tuple[float, float]]] = {name: [] for name in strategies}
         for round_index in range(args.rounds):
             for name in rotated(list(strategies), round_index):
                 body, content_type = strategies[name]()
                 wall, cpu = time.perf_counter(), _cpu()
-                client = sendfile_session if name == "sendfile" else session
-                response = client.post(url, data=body, headers={"Content-Type": content_type}, timeout=600)
+                response = session.post(url, data=body, headers={"Content-Type": content_type}, timeout=600)
                 response.raise_for_status()
                 samples[name].append((time.perf_counter() - wall, _cpu() - cpu))
                 if response.json()["sizeBytes"] <= size:

@@ -12,8 +12,6 @@ caps everyone at the disk path's ~250 MB/s).
 - ``requests``: ``requests.post(files=...)`` — the naive way, which builds the body in memory.
 - ``hook-warm``: the second ``upload_file`` on one hook in one process (times the second only): what
   a call costs once the per-process first-use costs are paid. Information, not a target.
-- ``hook-chunks``: ``upload_file`` with sendfile turned off, so the file's bytes go through the
-  process in 1 MiB ``readinto`` chunks, as they must over TLS (the real API is https). Information.
 
 Target: the hook's peak RSS grows by less than 32 MiB from the smallest to the largest size (exit
 status 1 otherwise). The throughput ratios are information (decision 7): speed is judged on the
@@ -60,7 +58,7 @@ from _common import (
     warm,
 )
 
-CLIENTS = ("hook", "curl", "requests", "hook-warm", "hook-chunks")
+CLIENTS = ("hook", "curl", "requests", "hook-warm")
 #: Uploads one sample of a client makes (hook-warm uploads once untimed, then the timed one).
 UPLOADS_PER_SAMPLE = {"hook-warm": 2}
 TARGET_RSS_GROWTH_MIB = 32.0
@@ -103,7 +101,7 @@ def run(
     """Run the comparison and return every sample and the medians (see :func:`report`).
 
     :param tls: serve https with a throwaway certificate that every client trusts (the real API's
-        transport: the hook's file part goes in chunks, as ``hook-chunks`` does over http).
+        transport).
     """
     if "curl" in clients and not shutil.which("curl"):
         raise SystemExit("curl is not installed (apt-get install -y curl), or leave it out with --clients")

@@ -27,7 +27,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import DAG, Param, get_current_context, task
+from airflow.providers.common.compat.sdk import DAG, Param, get_current_context, task
 
 from airflow_provider_bctrl.assets import create_asset
 from airflow_provider_bctrl.operators import BctrlDownloadFileOperator, BctrlStageFileOperator

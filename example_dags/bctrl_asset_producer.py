@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 from datetime import datetime
 
-from airflow.sdk import DAG, Param
+from airflow.providers.common.compat.sdk import DAG, Param
 
 from airflow_provider_bctrl.assets import create_asset
 from airflow_provider_bctrl.operators import BctrlCollectFileOperator

@@ -34,7 +34,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import DAG, ObjectStoragePath, Param, get_current_context, task
+from airflow.providers.common.compat.sdk import DAG, ObjectStoragePath, Param, get_current_context, task
 
 from airflow_provider_bctrl.operators.runtime_files import BctrlCollectFileOperator, BctrlUploadFileOperator
 

@@ -6,7 +6,7 @@ import importlib
 import urllib.parse
 
 import pytest
-from airflow.sdk import Asset
+from airflow.providers.common.compat.sdk import Asset
 
 from airflow_provider_bctrl import get_provider_info
 from airflow_provider_bctrl.assets import (

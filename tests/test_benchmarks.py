@@ -34,7 +34,7 @@ def _run(script: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_upload_benchmark_runs_every_python_client(tmp_path: Path) -> None:
     # `make system-deps` (part of `make test`) installs curl, the reference client.
-    clients = ["hook", "curl", "hook-warm", "hook-chunks", "requests"]
+    clients = ["hook", "curl", "hook-warm", "requests"]
     out = tmp_path / "upload.json"
     result = _run(
         "upload.py", "--sizes", "1M,3M", "--rounds", "1", "--clients", ",".join(clients), "--json", str(out)
@@ -64,7 +64,7 @@ def test_body_strategies_benchmark_compares_every_body(tmp_path: Path) -> None:
     result = _run("body_strategies.py", "--size", "2M", "--rounds", "1", "--chunks", "64,1024")
     assert result.returncode == 0, result.stdout + result.stderr
     table = result.stdout.split("multipart body strategies", 1)[1]
-    for name in ("toolbelt", "toolbelt-64k", "stream-64k", "stream-1024k", "sendfile"):
+    for name in ("toolbelt", "toolbelt-64k", "stream-64k", "stream-1024k"):
         assert f"\n{name} " in table
 
 

@@ -1,249 +1,77 @@
-"""The BCTRL hook: an Airflow connection turned into an authenticated, pooled HTTP session.
+"""The BCTRL hook: an Airflow connection turned into an authenticated, pooled HTTP session, and the API calls.
 
-Every API call goes through one path, :meth:`BctrlHook._request`, which applies the timeout, the
-retry policy (:mod:`airflow_provider_bctrl._retry`) and the mapping of error responses onto the
-exception hierarchy in :mod:`airflow_provider_bctrl.exceptions`.
+The layers live in their own modules, each readable alone:
+
+- :mod:`airflow_provider_bctrl._settings`: the connection (and the hook's arguments) → checked settings;
+- :mod:`airflow_provider_bctrl._http`: one attempt of a request, and reading its answer (key redacted);
+- :mod:`airflow_provider_bctrl._retry`: the retry policy and the one loop that applies it;
+- :mod:`airflow_provider_bctrl.exceptions`: the errors, and how failures map onto them;
+- :mod:`airflow_provider_bctrl._arguments`: each call's arguments, checked once.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
-import mimetypes
-import os
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from functools import cached_property
 from os import PathLike
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
 
 import requests
-from airflow.sdk import BaseHook
-from requests.auth import AuthBase
-from requests.sessions import merge_setting
-from requests.structures import CaseInsensitiveDict
-from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
+from airflow.providers.common.compat.sdk import BaseHook
 
-from airflow_provider_bctrl import CONN_TYPE, DEFAULT_BASE_URL, DEFAULT_CONN_ID, __version__
-from airflow_provider_bctrl._multipart import FileChangedError, StreamingMultipartBody
+from airflow_provider_bctrl import CONN_TYPE, DEFAULT_CONN_ID
+from airflow_provider_bctrl._arguments import (
+    CollectArguments,
+    DownloadArguments,
+    StageArguments,
+    UploadArguments,
+)
+from airflow_provider_bctrl._deadlines import AnswerTooSlow
+from airflow_provider_bctrl._http import (
+    body_chunks,
+    json_object,
+    new_session,
+    send,
+    too_slow,
+    transport_error,
+)
+from airflow_provider_bctrl._multipart import StreamingMultipartBody, guess_content_type
 from airflow_provider_bctrl._progress import TransferProgress
-from airflow_provider_bctrl._retry import (
-    backoff_delay,
-    parse_retry_after,
-    status_is_retryable,
-    transport_failure_is_retryable,
+from airflow_provider_bctrl._retry import backoff_delay, call_with_retries
+from airflow_provider_bctrl._settings import (
+    DEFAULT_BACKOFF_BASE,
+    BctrlConnectionSettings,
+    HookArguments,
+    load_settings,
 )
-from airflow_provider_bctrl._storage import (
-    Destination,
-    resolve_destination,
-    resolve_source,
-)
-from airflow_provider_bctrl._transport import BctrlHTTPAdapter
-from airflow_provider_bctrl._validation import (
-    check_artifact,
-    check_id,
-    check_json_object,
-    check_name,
-    check_runtime_path,
-    check_runtime_source_path,
-    check_storage_path,
-)
+from airflow_provider_bctrl._storage import Destination, resolve_destination, resolve_source
+from airflow_provider_bctrl._validation import check_id, check_name
 from airflow_provider_bctrl.exceptions import (
     BctrlApiError,
     BctrlAuthError,
-    BctrlConflictError,
     BctrlConnectionConfigError,
     BctrlInputError,
-    BctrlInvalidRequestError,
-    BctrlNotFoundError,
     BctrlRateLimitError,
     BctrlServerError,
     BctrlTransportError,
-    BctrlUncertainServerError,
-    BctrlUncertainTransportError,
     BctrlUnexpectedResponseError,
+    never_sent,
 )
 from airflow_provider_bctrl.models import CollectedFile, RuntimeStagedFile, StoredFile, WhoAmI
 
 if TYPE_CHECKING:
-    from airflow.sdk import ObjectStoragePath
+    from airflow.providers.common.compat.sdk import ObjectStoragePath
 
-__all__ = ["BctrlConnectionSettings", "BctrlHook"]
+__all__ = ["BctrlConnectionSettings", "BctrlHook", "guess_content_type"]
 
-DEFAULT_TIMEOUT = 60.0
-DEFAULT_CONNECT_TIMEOUT = 10.0
-DEFAULT_MAX_RETRIES = 3
-DEFAULT_MAX_RETRY_WAIT = 60.0
-DEFAULT_BACKOFF_BASE = 0.5
 #: Transfers shorter than this log only their summary line, no progress lines.
 PROGRESS_QUIET_SECONDS = 2.0
-#: Enough pooled connections for many threads sharing one hook without urllib3 discarding them.
-POOL_SIZE = 32
-
-_UNCERTAIN_SUFFIX = (
-    " The server may have acted on the request, so it was not retried automatically "
-    "(a blind retry could store the file twice); check the space's files before retrying."
-)
-
-
-@dataclass(frozen=True)
-class BctrlConnectionSettings:
-    """What the hook uses from the Airflow connection, parsed and checked.
-
-    The API key is kept out of ``repr`` so the settings can be logged or shown safely.
-    """
-
-    conn_id: str
-    base_url: str
-    api_key: str = field(repr=False)
-    space_id: str | None
-    subaccount_id: str | None
-    connect_timeout: float
-    read_timeout: float
-    max_retries: int
-    max_retry_wait: float
-    allow_insecure_http: bool
-
-    @property
-    def timeout(self) -> tuple[float, float]:
-        """The ``(connect, read)`` timeout pair given to requests."""
-        return (self.connect_timeout, self.read_timeout)
-
-    @property
-    def origin(self) -> tuple[str, str, int]:
-        """Scheme, host and port of the API: the only place the key is ever sent."""
-        return _origin(self.base_url)
-
-
-def _origin(url: str) -> tuple[str, str, int]:
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    port = parts.port or (443 if scheme == "https" else 80)
-    return scheme, (parts.hostname or "").lower(), port
-
-
-def _is_loopback(hostname: str) -> bool:
-    if hostname.lower() in ("localhost", "localhost.localdomain") or hostname.lower().endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(hostname.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-class _BearerAuth(AuthBase):
-    """Adds the API key to requests for the API's own origin, and to nothing else."""
-
-    def __init__(self, api_key: str, origin: tuple[str, str, int]) -> None:
-        self._api_key = api_key
-        self._origin = origin
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        if request.url and _origin(request.url) == self._origin:
-            request.headers["Authorization"] = f"Bearer {self._api_key}"
-        return request
-
-    def __repr__(self) -> str:
-        return "<BearerAuth ***>"
-
-
-def _extra_value(extra: Mapping[str, Any], key: str) -> Any:
-    # Connections saved by older forms prefix extra fields with "extra__<conn_type>__".
-    value = extra.get(key)
-    if value in (None, ""):
-        value = extra.get(f"extra__{CONN_TYPE}__{key}")
-    return None if value == "" else value
-
-
-def _extra_id(extra: Mapping[str, Any], key: str, conn_id: str) -> str | None:
-    value = _extra_value(extra, key)
-    if value is None:
-        return None
-    try:
-        return check_id(str(value).strip(), f"Connection {conn_id!r}: extra field {key!r}")
-    except BctrlInputError as exc:
-        raise BctrlConnectionConfigError(str(exc)) from None
-
-
-def _as_number(
-    value: Any, key: str, conn_id: str, *, minimum: float, integer: bool, maximum: float | None = None
-) -> float:
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        number = int(value) if integer else float(value)
-        if integer and isinstance(value, float) and value != int(value):
-            raise ValueError
-    except (TypeError, ValueError):
-        kind = "a whole number" if integer else "a number"
-        raise BctrlConnectionConfigError(
-            f"Connection {conn_id!r}: extra field {key!r} must be {kind}, got {value!r}."
-        ) from None
-    if number < minimum:
-        raise BctrlConnectionConfigError(
-            f"Connection {conn_id!r}: extra field {key!r} must be at least {minimum:g}, got {number:g}."
-        )
-    if maximum is not None and number > maximum:
-        raise BctrlConnectionConfigError(
-            f"Connection {conn_id!r}: extra field {key!r} must be at most {maximum:g}, got {number:g}."
-        )
-    return number
-
-
-def _as_bool(value: Any, key: str, conn_id: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "1", "yes", "on"):
-        return True
-    if isinstance(value, str) and value.strip().lower() in ("false", "0", "no", "off"):
-        return False
-    raise BctrlConnectionConfigError(f"Connection {conn_id!r}: extra field {key!r} must be true or false.")
-
-
-def _normalise_base_url(
-    host: str | None, port: int | None, conn_id: str, *, allow_insecure_http: bool
-) -> str:
-    raw = (host or "").strip()
-    if not raw:
-        return DEFAULT_BASE_URL
-    if "://" not in raw:
-        raw = f"https://{raw}"
-    parts = urlsplit(raw)
-    scheme = parts.scheme.lower()
-    shown = (
-        raw
-        if "@" not in parts.netloc
-        else urlunsplit((parts.scheme, "***@" + parts.netloc.rsplit("@", 1)[1], parts.path, "", ""))
-    )
-    where = f"Connection {conn_id!r}: the API base URL {shown!r}"
-    if scheme not in ("http", "https"):
-        raise BctrlConnectionConfigError(
-            f"{where} must start with https:// (or http:// for a local emulator)."
-        )
-    try:
-        url_port = parts.port
-    except ValueError:
-        raise BctrlConnectionConfigError(f"{where} has an invalid port.") from None
-    if not parts.hostname:
-        raise BctrlConnectionConfigError(f"{where} has no host name.")
-    if parts.username or parts.password:
-        raise BctrlConnectionConfigError(
-            f"{where} must not contain credentials; put the API key in the key field."
-        )
-    if parts.query or parts.fragment:
-        raise BctrlConnectionConfigError(f"{where} must not have a query string or fragment.")
-    if scheme == "http" and not _is_loopback(parts.hostname) and not allow_insecure_http:
-        raise BctrlConnectionConfigError(
-            f"{where} uses plain http:// to a host that is not on this machine, which would send the API "
-            "key unencrypted. Use https://, or set the extra field allow_insecure_http to true if the "
-            "network is private."
-        )
-    netloc = parts.netloc
-    if url_port is None and port:
-        netloc = f"{netloc}:{int(port)}"
-    return urlunsplit((scheme, netloc, parts.path.rstrip("/"), "", ""))
+#: How many of the latest retry waits :attr:`BctrlHook.retry_waits` keeps.
+RETRY_WAITS_KEPT = 100
 
 
 class BctrlHook(BaseHook):
@@ -270,6 +98,20 @@ class BctrlHook(BaseHook):
     conn_type = CONN_TYPE
     hook_name = "BCTRL"
 
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """The form's extra fields for Airflow 2.11-3.1 (3.2+ reads ``conn-fields`` from the provider info)."""
+        from airflow_provider_bctrl._form import connection_form_widgets
+
+        return connection_form_widgets()
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Hidden and relabelled standard fields for Airflow 2.11-3.1 (3.2+: ``ui-field-behaviour``)."""
+        from airflow_provider_bctrl._form import ui_field_behaviour
+
+        return ui_field_behaviour()
+
     def __init__(
         self,
         bctrl_conn_id: str = DEFAULT_CONN_ID,
@@ -282,129 +124,34 @@ class BctrlHook(BaseHook):
     ) -> None:
         super().__init__(**kwargs)
         self.bctrl_conn_id = bctrl_conn_id
-        self._timeout_override = timeout
-        self._max_retries_override = max_retries
-        self._max_retry_wait_override = max_retry_wait
-        self.backoff_base = backoff_base
-        self._lock = threading.RLock()
-        self._space_lock = threading.Lock()
-        self._settings: BctrlConnectionSettings | None = None
+        self._arguments = HookArguments(
+            timeout=timeout, max_retries=max_retries, max_retry_wait=max_retry_wait, backoff_base=backoff_base
+        )
+        self._session_lock = threading.Lock()
         self._session: requests.Session | None = None
         self._default_space_id: str | None = None
-        #: Seconds slept before each retry by this hook, in order; useful in logs and tests.
+        #: Seconds slept before each retry by this hook, in order (the latest 100); for logs and tests.
         self.retry_waits: list[float] = []
         self._sleep: Callable[[float], None] = time.sleep
 
     # ------------------------------------------------------------------ connection and session
 
-    @property
+    @cached_property
     def settings(self) -> BctrlConnectionSettings:
         """The connection's settings, read once and checked (raises on a missing or unusable connection)."""
-        settings = self._settings
-        if settings is not None:  # the common case takes no lock: threads never queue behind each other
-            return settings
-        with self._lock:
-            if self._settings is None:
-                self._settings = self._load_settings()
-            return self._settings
+        return load_settings(self.get_connection, self.bctrl_conn_id, self._arguments)
 
-    def _load_settings(self) -> BctrlConnectionSettings:
-        conn_id = self.bctrl_conn_id
-        if not isinstance(conn_id, str) or not conn_id.strip():
-            raise BctrlConnectionConfigError("bctrl_conn_id is empty: name the Airflow connection to use.")
-        try:
-            conn = self.get_connection(conn_id)
-        except Exception as exc:
-            if type(exc).__name__ in (
-                "AirflowNotFoundException",
-                "ConnectionNotFound",
-            ) or "not defined" in str(exc):
-                raise BctrlConnectionConfigError(
-                    f"The Airflow connection {conn_id!r} does not exist. Create a connection of type "
-                    f"'{CONN_TYPE}' with that id, or set AIRFLOW_CONN_{conn_id.upper()}."
-                ) from None
-            raise
-        api_key = (conn.password or "").strip()
-        if not api_key:
-            raise BctrlConnectionConfigError(
-                f"Connection {conn_id!r} has no API key: put your BCTRL API key (bctrl_...) in the "
-                "connection's API key (password) field."
-            )
-        _mask(api_key)
-        if not (api_key.isascii() and api_key.isprintable()) or any(ch.isspace() for ch in api_key):
-            # Caught here, never echoed: requests would fail later with the key in its message.
-            raise BctrlConnectionConfigError(
-                f"Connection {conn_id!r}: the API key contains characters that cannot be sent in an HTTP "
-                "header (spaces, line breaks or non-ASCII characters, often from copy and paste); "
-                "paste the key again."
-            )
-        extra = conn.extra_dejson if isinstance(conn.extra_dejson, Mapping) else {}
-        insecure_value = _extra_value(extra, "allow_insecure_http")
-        allow_insecure = (
-            False if insecure_value is None else _as_bool(insecure_value, "allow_insecure_http", conn_id)
-        )
-        base_url = _normalise_base_url(conn.host, conn.port, conn_id, allow_insecure_http=allow_insecure)
-
-        # The connection's extras follow the form's limits (CONN_FIELDS); the hook's own arguments
-        # may go finer (sub-second timeouts are useful in tests) but stay positive.
-        read_timeout = DEFAULT_TIMEOUT
-        if self._timeout_override is not None:
-            read_timeout = _as_number(
-                self._timeout_override, "timeout", conn_id, minimum=0.001, integer=False
-            )
-        elif (value := _extra_value(extra, "timeout")) is not None:
-            read_timeout = _as_number(value, "timeout", conn_id, minimum=1, integer=False, maximum=3600)
-        max_retries = DEFAULT_MAX_RETRIES
-        if self._max_retries_override is not None:
-            max_retries = int(
-                _as_number(self._max_retries_override, "max_retries", conn_id, minimum=0, integer=True)
-            )
-        elif (value := _extra_value(extra, "max_retries")) is not None:
-            max_retries = int(_as_number(value, "max_retries", conn_id, minimum=0, integer=True, maximum=20))
-        max_retry_wait = DEFAULT_MAX_RETRY_WAIT
-        if self._max_retry_wait_override is not None:
-            max_retry_wait = _as_number(
-                self._max_retry_wait_override, "max_retry_wait", conn_id, minimum=0, integer=False
-            )
-        elif (value := _extra_value(extra, "max_retry_wait")) is not None:
-            max_retry_wait = _as_number(
-                value, "max_retry_wait", conn_id, minimum=1, integer=False, maximum=3600
-            )
-        space_id = _extra_id(extra, "space_id", conn_id)
-        subaccount_id = _extra_id(extra, "subaccount_id", conn_id)
-        return BctrlConnectionSettings(
-            conn_id=conn_id,
-            base_url=base_url,
-            api_key=api_key,
-            space_id=space_id,
-            subaccount_id=subaccount_id,
-            connect_timeout=min(DEFAULT_CONNECT_TIMEOUT, read_timeout),
-            read_timeout=read_timeout,
-            max_retries=max_retries,
-            max_retry_wait=max_retry_wait,
-            allow_insecure_http=allow_insecure,
-        )
+    @property
+    def backoff_base(self) -> float:
+        """First backoff wait in seconds when the server gives no ``Retry-After``."""
+        return self.settings.backoff_base
 
     @property
     def session(self) -> requests.Session:
         """The hook's HTTP session, created on first use with auth, User-Agent and pooling set up."""
-        session = self._session
-        if session is not None:
-            return session
-        with self._lock:
+        with self._session_lock:
             if self._session is None:
-                settings = self.settings
-                session = requests.Session()
-                adapter = BctrlHTTPAdapter(pool_connections=2, pool_maxsize=POOL_SIZE, max_retries=0)
-                session.mount("https://", adapter)
-                session.mount("http://", adapter)
-                session.auth = _BearerAuth(settings.api_key, settings.origin)
-                session.headers["User-Agent"] = f"airflow-provider-bctrl/{__version__}"
-                session.headers["Accept"] = "application/json"
-                if settings.subaccount_id:
-                    session.headers["BCTRL-Subaccount-Id"] = settings.subaccount_id
-                _settle_environment(session, settings.base_url)
-                self._session = session
+                self._session = new_session(self.settings)
             return self._session
 
     def get_conn(self) -> requests.Session:
@@ -413,7 +160,7 @@ class BctrlHook(BaseHook):
 
     def close(self) -> None:
         """Close the session and its pooled connections. The hook can be used again afterwards."""
-        with self._lock:
+        with self._session_lock:
             if self._session is not None:
                 self._session.close()
                 self._session = None
@@ -434,189 +181,74 @@ class BctrlHook(BaseHook):
         operation: str,
         json_body: Mapping[str, Any] | None = None,
         body_factory: Callable[[], StreamingMultipartBody] | None = None,
-        params: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
         stream: bool = False,
         max_retries: int | None = None,
     ) -> requests.Response:
-        """Send one API request with the retry policy; return a successful response or raise.
+        """Send an API request under the retry policy; return a successful response or raise.
 
         :param operation: a short name for messages and logs, e.g. ``"upload"``.
         :param body_factory: builds a fresh streaming body for every attempt (uploads).
         """
         settings = self.settings
         session = self.session
-        url = settings.base_url + path
-        idempotent = method.upper() in ("GET", "HEAD")
-        retries = settings.max_retries if max_retries is None else max_retries
-        attempt = 0
-        while True:
-            attempt += 1
+
+        def attempt() -> requests.Response:
             try:
                 body = body_factory() if body_factory is not None else None
             except OSError as exc:  # the source vanished or became unreadable between attempts
                 raise BctrlInputError(f"The file to {operation} can no longer be read: {exc}") from exc
-            request_headers = dict(headers or {})
-            if body is not None:
-                request_headers["Content-Type"] = body.content_type
-            try:
-                response = session.send(
-                    _prepare(
-                        session, method, url, request_headers, params=params, json_body=json_body, body=body
-                    ),
-                    timeout=settings.timeout,
-                    allow_redirects=idempotent,
-                    stream=stream,
-                    proxies=_proxies(session),
-                    verify=session.verify,
-                    cert=session.cert,
-                )
-            except requests.RequestException as exc:
-                changed = _cause_of_type(exc, FileChangedError)
-                if changed is not None:
-                    # The local file changed mid-send; the body was cut short, so the server cannot
-                    # have stored it. Retrying would race the writer again: say what happened.
-                    raise BctrlInputError(
-                        f"{changed} (during {operation}). The upload was abandoned and nothing was stored; "
-                        "upload the file once whatever writes it has finished."
-                    ) from exc
-                never_sent = _never_sent(exc)
-                error = self._transport_error(exc, operation, uncertain=not (idempotent or never_sent))
-                retryable = transport_failure_is_retryable(
-                    tls=isinstance(exc, requests.exceptions.SSLError),
-                    idempotent=idempotent,
-                    never_sent=never_sent,
-                )
-                if not retryable or attempt > retries:
-                    raise error from exc
-                self._wait_before_retry(operation, attempt, retries, str(error), None)
-                continue
-            finally:
-                if body is not None:
-                    body.close()
-
-            if response.status_code < 300:
-                return response
-            error = self._api_error(response, operation, idempotent=idempotent)
-            if attempt <= retries and status_is_retryable(response.status_code, idempotent=idempotent):
-                response.close()
-                self._wait_before_retry(operation, attempt, retries, str(error), error.retry_after)
-                continue
-            response.close()
-            raise error
-
-    def _wait_before_retry(
-        self, operation: str, attempt: int, retries: int, reason: str, retry_after: float | None
-    ) -> None:
-        if retry_after is not None:
-            wait = min(retry_after, self.settings.max_retry_wait)
-        else:
-            wait = backoff_delay(attempt, base=self.backoff_base, cap=self.settings.max_retry_wait)
-        self.log.warning(
-            "BCTRL %s attempt %d of %d failed: %s Retrying in %.2f s.",
-            operation,
-            attempt,
-            retries + 1,
-            reason,
-            wait,
-        )
-        self.retry_waits.append(wait)
-        self._sleep(wait)
-
-    def _redact(self, text: str) -> str:
-        key = self._settings.api_key if self._settings is not None else None
-        return text.replace(key, "***") if key else text
-
-    def _api_error(self, response: requests.Response, operation: str, *, idempotent: bool) -> BctrlApiError:
-        status = response.status_code
-        payload = _json_or_none(response)
-        request_id = response.headers.get("X-Request-Id")
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        uncertain = not idempotent and status in (500, 502, 504)
-        code: str | None
-        error_text: str | None
-        hint: str | None
-        reason_class: str | None
-        details: Mapping[str, Any] | None = None
-        if isinstance(payload, Mapping) and isinstance(payload.get("code"), str):
-            code = payload["code"]
-            error_text = str(payload.get("error") or "").strip() or "(no message)"
-            hint = payload.get("hint") if isinstance(payload.get("hint"), str) else None
-            reason_class = payload.get("reasonClass") if isinstance(payload.get("reasonClass"), str) else None
-            request_id = payload.get("requestId") if isinstance(payload.get("requestId"), str) else request_id
-            details = payload.get("details") if isinstance(payload.get("details"), Mapping) else None
-            message = f"BCTRL API {status} {code}: {error_text}"
-            if hint:
-                message = f"{message.rstrip('.')}. Hint: {hint}"
-        else:
-            code = error_text = hint = reason_class = None
-            content_type = response.headers.get("Content-Type", "no content type").split(";")[0]
-            snippet = " ".join(response.text[:200].split()) if response.content else ""
-            message = f"BCTRL API {status} during {operation}: the response was not a BCTRL error object ({content_type})"
-            if snippet:
-                message += f": {snippet!r}"
-        if request_id:
-            message += f" (request id {request_id})"
-        if uncertain:
-            message += "." + _UNCERTAIN_SUFFIX
-        cls = _error_class(status, uncertain=uncertain, envelope=code is not None)
-        return cls(
-            self._redact(message),
-            status=status,
-            code=code,
-            error=error_text,
-            reason_class=reason_class,
-            hint=hint,
-            request_id=request_id,
-            details=details,
-            retry_after=retry_after,
-        )
-
-    def _transport_error(
-        self, exc: requests.RequestException, operation: str, *, uncertain: bool
-    ) -> BctrlApiError:
-        settings = self.settings
-        where = settings.base_url
-        if isinstance(exc, requests.exceptions.ConnectTimeout):
-            message = f"Timed out after {settings.connect_timeout:g} s connecting to BCTRL at {where} ({operation})."
-        elif isinstance(exc, requests.exceptions.ReadTimeout):
-            message = f"BCTRL at {where} did not answer within {settings.read_timeout:g} s ({operation})."
-        elif isinstance(exc, requests.exceptions.SSLError):
-            message = f"TLS handshake with {where} failed ({operation}): {_short_reason(exc)}."
-        elif _never_sent(exc):
-            message = f"Could not connect to BCTRL at {where} ({operation}): {_short_reason(exc)}."
-        else:
-            message = f"The connection to BCTRL at {where} failed during {operation}: {_short_reason(exc)}."
-        if uncertain:
-            message += _UNCERTAIN_SUFFIX
-        cls = BctrlUncertainTransportError if uncertain else BctrlTransportError
-        return cls(self._redact(message))
-
-    def _json_object(self, response: requests.Response, operation: str) -> dict[str, Any]:
-        payload = _json_or_none(response)
-        if not isinstance(payload, dict):
-            content_type = response.headers.get("Content-Type", "no content type").split(";")[0]
-            raise BctrlUnexpectedResponseError(
-                f"BCTRL API {response.status_code} during {operation}: expected a JSON object, got "
-                f"{content_type}. Is the connection's API base URL ({self.settings.base_url}) a BCTRL API?",
-                status=response.status_code,
-                request_id=response.headers.get("X-Request-Id"),
+            return send(
+                session,
+                settings,
+                method,
+                path,
+                operation=operation,
+                json_body=json_body,
+                body=body,
+                headers=headers,
+                stream=stream,
             )
-        return payload
+
+        return self._with_retries(operation, attempt, max_retries)
+
+    def _with_retries(self, operation: str, call: Callable[[], Any], max_retries: int | None = None) -> Any:
+        retries = self.settings.max_retries if max_retries is None else max_retries
+
+        def wait(attempt: int, error: BctrlApiError) -> None:
+            cap = self.settings.max_retry_wait
+            if error.retry_after is not None:
+                seconds = min(error.retry_after, cap)
+            else:
+                seconds = backoff_delay(attempt, base=self.backoff_base, cap=cap)
+            self.log.warning(
+                "BCTRL %s attempt %d of %d failed: %s Retrying in %.2f s.",
+                operation,
+                attempt,
+                retries + 1,
+                error,
+                seconds,
+            )
+            self.retry_waits.append(seconds)
+            del self.retry_waits[:-RETRY_WAITS_KEPT]
+            self._sleep(seconds)
+
+        return call_with_retries(call, retries=retries, before_retry=wait)
 
     def _parse(
         self, response: requests.Response, operation: str, build: Callable[[dict[str, Any]], Any]
     ) -> Any:
-        payload = self._json_object(response, operation)
+        payload = json_object(response, operation, self.settings)
         try:
             return build(payload)
         except (KeyError, TypeError, AttributeError) as exc:
             problem = f"lacks the key {exc}" if isinstance(exc, KeyError) else f"is malformed: {exc}"
+            request_id = self.settings.redact(response.headers.get("X-Request-Id") or "") or None
             raise BctrlUnexpectedResponseError(
                 f"BCTRL API {response.status_code} during {operation}: the response {problem} "
-                f"(request id {response.headers.get('X-Request-Id')}).",
+                f"(request id {request_id}).",
                 status=response.status_code,
-                request_id=response.headers.get("X-Request-Id"),
+                request_id=request_id,
             ) from None
 
     # ------------------------------------------------------------------ API methods
@@ -629,23 +261,19 @@ class BctrlHook(BaseHook):
     def get_default_space_id(self) -> str:
         """The space collect uses when none is given: the connection's ``space_id``, else whoami's default.
 
-        The whoami lookup happens at most once per hook.
+        The whoami lookup happens once per hook (two threads asking at once may both look it up).
         """
         if self.settings.space_id:
             return self.settings.space_id
-        if self._default_space_id is not None:
-            return self._default_space_id
-        # Its own lock, so the whoami call (and its retries) never blocks other calls on this hook.
-        with self._space_lock:
-            if self._default_space_id is None:
-                who = self.whoami()
-                if not who.default_space_id:
-                    raise BctrlConnectionConfigError(
-                        f"BCTRL reports no default space for this key; set space_id on the task or the "
-                        f"extra field space_id of connection {self.bctrl_conn_id!r}."
-                    )
-                self._default_space_id = check_id(who.default_space_id, "whoami defaultSpaceId")
-            return self._default_space_id
+        if self._default_space_id is None:
+            who = self.whoami()
+            if not who.default_space_id:
+                raise BctrlConnectionConfigError(
+                    f"BCTRL reports no default space for this key; set space_id on the task or the "
+                    f"extra field space_id of connection {self.bctrl_conn_id!r}."
+                )
+            self._default_space_id = check_id(who.default_space_id, "whoami defaultSpaceId")
+        return self._default_space_id
 
     def upload_file(
         self,
@@ -674,26 +302,34 @@ class BctrlHook(BaseHook):
         :param source_conn_id: Airflow connection for an object storage ``source`` URI.
         :return: the staged file; its ``id`` is the durable file id.
         """
-        runtime_id = check_id(runtime_id, "runtime_id")
-        origin = resolve_source(source, conn_id=source_conn_id)
-        filename = check_name(name) if name is not None else check_name(origin.name, "the source file name")
+        return self._upload(
+            UploadArguments.check(
+                runtime_id,
+                source,
+                name=name,
+                runtime_path=runtime_path,
+                destination_path=destination_path,
+                metadata=metadata,
+                source_conn_id=source_conn_id,
+            )
+        )
+
+    def _upload(self, args: UploadArguments) -> RuntimeStagedFile:
+        origin = resolve_source(args.source, conn_id=args.source_conn_id)
+        filename = args.name if args.name is not None else check_name(origin.name, "the source file name")
         fields: list[tuple[str, str]] = []
-        if name is not None:
-            fields.append(("name", name))
-        elif '"' in filename:
+        if args.name is not None or '"' in filename:
             # The file part's filename="..." escapes a quote as %22 (HTML5 rules), which a server may
             # keep literally; the name part carries the exact name.
             fields.append(("name", filename))
-        if runtime_path is not None:
-            fields.append(("runtimePath", check_runtime_path(runtime_path)))
-        if destination_path is not None:
-            fields.append(("destinationPath", check_storage_path(destination_path, "destination_path")))
-        if metadata is not None:
-            document = check_json_object(metadata, "metadata")
-            fields.append(("metadata", json.dumps(document, separators=(",", ":"), ensure_ascii=False)))
+        if args.runtime_path is not None:
+            fields.append(("runtimePath", args.runtime_path))
+        if args.destination_path is not None:
+            fields.append(("destinationPath", args.destination_path))
+        if args.metadata is not None:
+            fields.append(("metadata", json.dumps(args.metadata, separators=(",", ":"), ensure_ascii=False)))
         content_type = guess_content_type(filename)
         settings = self.settings  # connection problems surface before the file is opened
-
         progress: TransferProgress | None = None
 
         def build_body() -> StreamingMultipartBody:
@@ -717,11 +353,14 @@ class BctrlHook(BaseHook):
             "Uploading %s (%d bytes) into runtime %s at %s",
             origin.uri,
             origin.size,
-            runtime_id,
+            args.runtime_id,
             settings.base_url,
         )
         response = self._request(
-            "POST", f"/v1/runtimes/{_q(runtime_id)}/files/upload", operation="upload", body_factory=build_body
+            "POST",
+            f"/v1/runtimes/{_q(args.runtime_id)}/files/upload",
+            operation="upload",
+            body_factory=build_body,
         )
         staged: RuntimeStagedFile | None = None
         try:
@@ -753,21 +392,20 @@ class BctrlHook(BaseHook):
         :param artifact: record the file as a run artifact: a mapping with optional ``kind``,
             ``name`` and ``metadata``.
         """
-        runtime_id = check_id(runtime_id, "runtime_id")
-        body: dict[str, Any] = {"path": check_runtime_source_path(path, "path")}
-        if storage_path is not None:
-            body["storagePath"] = check_storage_path(storage_path, "storage_path")
-        if name is not None:
-            body["name"] = check_name(name)
-        if artifact is not None:
-            body["artifact"] = check_artifact(artifact)
-        space = check_id(space_id, "space_id") if space_id is not None else self.get_default_space_id()
-        self.log.info("Collecting %s from runtime %s into space %s", path, runtime_id, space)
+        return self._collect(
+            CollectArguments.check(
+                runtime_id, path, space_id=space_id, storage_path=storage_path, name=name, artifact=artifact
+            )
+        )
+
+    def _collect(self, args: CollectArguments) -> CollectedFile:
+        space = args.space_id if args.space_id is not None else self.get_default_space_id()
+        self.log.info("Collecting %s from runtime %s into space %s", args.path, args.runtime_id, space)
         response = self._request(
             "POST",
-            f"/v1/spaces/{_q(space)}/runtimes/{_q(runtime_id)}/files/collect",
+            f"/v1/spaces/{_q(space)}/runtimes/{_q(args.runtime_id)}/files/collect",
             operation="collect",
-            json_body=body,
+            json_body=args.json_body(),
         )
         collected: CollectedFile = self._parse(response, "collect", CollectedFile.from_api)
         self.log.info(
@@ -787,14 +425,14 @@ class BctrlHook(BaseHook):
         :param runtime_path: destination relative to the runtime workspace; default: chosen by BCTRL.
         :param name: the file's name in the runtime; default: the stored file's name.
         """
-        runtime_id = check_id(runtime_id, "runtime_id")
-        body: dict[str, Any] = {"fileId": check_id(file_id, "file_id")}
-        if runtime_path is not None:
-            body["runtimePath"] = check_runtime_path(runtime_path)
-        if name is not None:
-            body["name"] = check_name(name)
+        return self._stage(StageArguments.check(runtime_id, file_id, runtime_path=runtime_path, name=name))
+
+    def _stage(self, args: StageArguments) -> RuntimeStagedFile:
         response = self._request(
-            "POST", f"/v1/runtimes/{_q(runtime_id)}/files/stage", operation="stage", json_body=body
+            "POST",
+            f"/v1/runtimes/{_q(args.runtime_id)}/files/stage",
+            operation="stage",
+            json_body=args.json_body(),
         )
         return self._parse(response, "stage", RuntimeStagedFile.from_api)
 
@@ -824,30 +462,17 @@ class BctrlHook(BaseHook):
         :param destination_conn_id: Airflow connection for an object storage ``destination`` URI.
         :return: the URI written, e.g. ``file:///data/report.pdf`` or ``s3://bucket/report.pdf``.
         """
-        file_id = check_id(file_id, "file_id")
-        target = resolve_destination(
-            destination, lambda: self.get_file(file_id).name, conn_id=destination_conn_id
+        return self._download(
+            DownloadArguments.check(file_id, destination, destination_conn_id=destination_conn_id)
         )
-        # One retry loop for the whole download (a read, so everything transient is retried): a break
-        # in the middle of the body starts it again from the first byte, into a fresh temporary file.
-        retries = self.settings.max_retries
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return self._download_once(file_id, target)
-            except BctrlApiError as exc:
-                retryable = (
-                    isinstance(exc, BctrlTransportError)
-                    and transport_failure_is_retryable(
-                        tls=isinstance(exc.__cause__, requests.exceptions.SSLError),
-                        idempotent=True,
-                        never_sent=False,
-                    )
-                ) or (exc.status is not None and status_is_retryable(exc.status, idempotent=True))
-                if not retryable or attempt > retries:
-                    raise
-                self._wait_before_retry("download", attempt, retries, str(exc), exc.retry_after)
+
+    def _download(self, args: DownloadArguments) -> str:
+        target = resolve_destination(
+            args.destination, lambda: self.get_file(args.file_id).name, conn_id=args.destination_conn_id
+        )
+        # The same retry loop as every request, around the whole transfer: a break in the middle of
+        # the body starts it again from the first byte, into a fresh temporary file.
+        return self._with_retries("download", lambda: self._download_once(args.file_id, target))
 
     def _download_once(self, file_id: str, target: Destination) -> str:
         response = self._request(
@@ -857,16 +482,19 @@ class BctrlHook(BaseHook):
             stream=True,
             # The bytes as stored: no transparent decompression, so Content-Length counts what we read.
             headers={"Accept": "*/*", "Accept-Encoding": "identity"},
-            max_retries=0,  # download_file's own loop retries the whole transfer
+            max_retries=0,  # the caller's retry loop repeats the whole transfer
         )
-        expected = _int_header(response, "Content-Length")
+        # A server may compress although identity was asked for; requests then decodes, and
+        # Content-Length counts the compressed bytes, so the stored file's size is the check instead.
+        encoding = response.headers.get("Content-Encoding", "identity").strip().lower() or "identity"
+        expected = _int_header(response, "Content-Length") if encoding == "identity" else None
         progress = TransferProgress(
             self.log, f"Download of {file_id}", expected or 0, quiet_seconds=PROGRESS_QUIET_SECONDS
         )
         received = 0
         try:
             with target.atomic_writer() as out:
-                for chunk in response.iter_content(chunk_size=1024 * 1024):
+                for chunk in body_chunks(response, self.settings, download=True):
                     out.write(chunk)
                     received += len(chunk)
                     if expected:
@@ -874,15 +502,32 @@ class BctrlHook(BaseHook):
                 if expected is not None and received != expected:
                     raise BctrlTransportError(
                         f"The download of {file_id} ended after {received} of {expected} bytes; "
-                        "nothing was written."
+                        "nothing was written.",
+                        retryable=True,
                     )
+                if expected is None:
+                    self._check_size(file_id, received, encoding)
+        except AnswerTooSlow as exc:
+            raise too_slow(exc, "download", self.settings, idempotent=True) from exc
         except requests.RequestException as exc:
-            raise self._transport_error(exc, "download", uncertain=False) from exc
+            raise transport_error(exc, "download", self.settings, idempotent=True) from exc
         finally:
             response.close()
         progress.done = received
         progress.finish(f"written to {target.uri}")
         return target.uri
+
+    def _check_size(self, file_id: str, received: int, encoding: str) -> None:
+        """Compare a download without a usable Content-Length with the stored file's ``sizeBytes``."""
+        size = self.get_file(file_id).size_bytes
+        if size is not None and size != received:
+            how = (
+                "" if encoding == "identity" else f", after undoing the {encoding} encoding the server added"
+            )
+            raise BctrlUnexpectedResponseError(
+                f"The download of {file_id} gave {received} bytes{how}, but the stored file has {size}; "
+                "nothing was written."
+            )
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the connection with one read-only whoami call, bounded by the timeout and never retried.
@@ -911,7 +556,9 @@ class BctrlHook(BaseHook):
             cause = exc.__cause__
             if isinstance(cause, requests.exceptions.Timeout):
                 return False, f"Timed out: {exc}"
-            if cause is None or _never_sent(cause):
+            if isinstance(cause, requests.exceptions.SSLError) and never_sent(cause):
+                return False, f"TLS handshake failed: {exc}"
+            if cause is None or never_sent(cause):
                 return False, f"Host unreachable: {exc}"
             # The TCP connection was made, so "unreachable" would send the user to the wrong place:
             # something answered that is not an HTTP(S) API, or the connection broke mid-answer.
@@ -942,54 +589,9 @@ class BctrlHook(BaseHook):
         return True, message
 
 
-# ---------------------------------------------------------------------- helpers
-
-
-def guess_content_type(filename: str) -> str:
-    """The file part's ``Content-Type`` from the name's extension, ``application/octet-stream`` if unknown.
-
-    Uses Python's built-in table only, not the machine's ``/etc/mime.types``: the same file gets the
-    same type on every worker, and the first upload in a process does not pay ~15 ms to parse that
-    file (measured in benchmarks/upload.py).
-    """
-    extension = os.path.splitext(filename)[1].lower()
-    return _BUILTIN_TYPES.get(extension) or "application/octet-stream"
-
-
-_BUILTIN_TYPES: dict[str, str] = {
-    **mimetypes.MimeTypes(filenames=()).types_map[True],
-    # Common in pipelines but missing from Python's built-in table.
-    ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    ".docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-    ".pptx": "application/vnd.openxmlformats-officedocument.presentationml.presentation",
-    ".parquet": "application/vnd.apache.parquet",
-    ".gz": "application/gzip",
-    ".jsonl": "application/jsonl",
-    ".ndjson": "application/x-ndjson",
-    ".md": "text/markdown",
-    ".webp": "image/webp",
-}
-
-
 def _int_header(response: requests.Response, name: str) -> int | None:
     value = response.headers.get(name)
     return int(value) if value is not None and value.isdigit() else None
-
-
-def _settle_environment(session: requests.Session, base_url: str) -> None:
-    """Read the proxy and CA-bundle environment once, for the API's URL, instead of on every request.
-
-    requests re-reads ``HTTP(S)_PROXY``/``NO_PROXY``/``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` (and
-    ``~/.netrc``) for each request when ``trust_env`` is on, which costs more than the rest of a small
-    request (measured in benchmarks/). The values are the same for the hook's lifetime, so they are
-    resolved here with requests' own rules and ``trust_env`` is turned off. Authorization comes from
-    the connection, never from ``.netrc``.
-    """
-    session.proxies.update(requests.utils.get_environ_proxies(base_url))
-    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-    if bundle:
-        session.verify = bundle
-    session.trust_env = False
 
 
 def _upload_outcome(staged: RuntimeStagedFile | None) -> str:
@@ -1000,145 +602,6 @@ def _upload_outcome(staged: RuntimeStagedFile | None) -> str:
     return f"stored as file {staged.id}{where}"
 
 
-def _proxies(session: requests.Session) -> dict[str, str]:
-    """The session's proxies without ``None`` entries (``{"http": None}`` falls through to ``all``)."""
-    return {scheme: proxy for scheme, proxy in session.proxies.items() if proxy is not None}
-
-
-def _prepare(
-    session: requests.Session,
-    method: str,
-    url: str,
-    headers: Mapping[str, str],
-    *,
-    params: Mapping[str, Any] | None,
-    json_body: Mapping[str, Any] | None,
-    body: StreamingMultipartBody | None,
-) -> requests.PreparedRequest:
-    """Prepare a request from the hook's session as ``Session.request`` does, without its generic merging.
-
-    ``Session.prepare_request`` merges the session's headers, params, cookies and hooks into every
-    request through requests' general-purpose helpers, whose runtime protocol checks make that merge
-    the costliest step of preparing a request (about 0.5 ms on a process's first request, measured with
-    benchmarks/upload.py). The same rules are applied here directly: the request's headers and params
-    win over the session's, a ``None`` value removes a header or param (requests' documented way to
-    drop a default header), the session's cookies are sent, and ``Session.send`` runs its hooks.
-
-    A streaming body is attached after preparing, with its exact ``Content-Length``: requests would only
-    inspect it to learn what is already known, and its first such inspection in a process checks the
-    body's type against every ``Mapping`` subclass loaded (about 0.25 ms with Airflow imported).
-    """
-    merged_headers = CaseInsensitiveDict(session.headers)
-    merged_headers.update(headers)
-    # The hook's own params never hold None; a session with params of its own gets requests' merge.
-    query = merge_setting(params, session.params) if session.params else params
-    prepared = requests.PreparedRequest()
-    prepared.prepare(
-        method=method,
-        url=url,
-        headers={name: value for name, value in merged_headers.items() if value is not None},
-        data={},  # "no form data", as Session.request passes it (None would cost an ABC scan)
-        json=json_body,
-        params=query,
-        auth=session.auth,
-        cookies=session.cookies.copy() if len(session.cookies) else None,
-        hooks=session.hooks,
-    )
-    if body is not None:
-        prepared.body = body  # type: ignore[assignment]  # an iterable body, as requests allows
-        prepared.headers["Content-Length"] = str(len(body))
-    return prepared
-
-
 def _q(value: str) -> str:
     """Quote an id for use as one URL path segment (nothing is safe, so '/' cannot split it)."""
     return quote(value, safe="")
-
-
-def _mask(secret: str) -> None:
-    # Airflow already masks connection passwords it hands out; this also covers keys set another way.
-    try:
-        from airflow.sdk.log import mask_secret
-    except ImportError:  # pragma: no cover - very old task SDKs
-        return
-    mask_secret(secret)
-
-
-def _json_or_none(response: requests.Response) -> Any:
-    content_type = response.headers.get("Content-Type", "")
-    if "json" not in content_type.lower():
-        return None
-    try:
-        return response.json()
-    except ValueError:
-        return None
-
-
-def _cause_of_type(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
-    """Find ``kind`` among an exception's args, causes and contexts (urllib3 wraps what a body raised)."""
-    seen: set[int] = set()
-    stack: list[Any] = [exc]
-    while stack:
-        current = stack.pop()
-        if not isinstance(current, BaseException) or id(current) in seen:
-            continue
-        if isinstance(current, kind):
-            return current
-        seen.add(id(current))
-        stack.extend([current.__cause__, current.__context__, *current.args])
-        stack.append(getattr(current, "reason", None))
-    return None
-
-
-def _never_sent(exc: BaseException) -> bool:
-    """Whether a requests failure happened before the request reached the server."""
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return True
-    if isinstance(exc, requests.exceptions.ConnectionError) and not isinstance(
-        exc, requests.exceptions.SSLError
-    ):
-        reason: Any = exc.args[0] if exc.args else None
-        if isinstance(reason, MaxRetryError):
-            reason = reason.reason
-        return isinstance(reason, (NewConnectionError, ConnectTimeoutError))
-    return False
-
-
-def _short_reason(exc: BaseException) -> str:
-    reason: Any = exc.args[0] if exc.args else exc
-    if isinstance(reason, MaxRetryError) and reason.reason is not None:
-        reason = reason.reason
-    text = str(reason)
-    for marker in (
-        "Connection refused",
-        "Name or service not known",
-        "Connection reset",
-        "Remote end closed",
-    ):
-        if marker in text:
-            return marker.lower() if marker != "Remote end closed" else "the server closed the connection"
-    if isinstance(reason, BaseException) and reason.args and isinstance(reason.args[0], str):
-        return reason.args[0]
-    return text[:200]
-
-
-def _error_class(status: int, *, uncertain: bool, envelope: bool) -> type[BctrlApiError]:
-    if uncertain:
-        return BctrlUncertainServerError
-    if not envelope and status < 500 and status != 429:
-        # A 4xx page that is not a BCTRL error object (a wrong base URL, a proxy): saying "not found"
-        # would send the user looking for a missing runtime instead of fixing the URL.
-        return BctrlUnexpectedResponseError
-    if status in (401, 403):
-        return BctrlAuthError
-    if status == 404:
-        return BctrlNotFoundError
-    if status == 409:
-        return BctrlConflictError
-    if status == 429:
-        return BctrlRateLimitError
-    if status >= 500:
-        return BctrlServerError
-    if 400 <= status < 500:
-        return BctrlInvalidRequestError
-    return BctrlUnexpectedResponseError

@@ -14,13 +14,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_bctrl import DEFAULT_CONN_ID
-from airflow_provider_bctrl._storage import is_object_path, is_uri
-from airflow_provider_bctrl._validation import check_id
-from airflow_provider_bctrl.exceptions import BctrlInputError
+from airflow_provider_bctrl._arguments import DownloadArguments
 from airflow_provider_bctrl.operators._base import BctrlBaseOperator, uri_ref
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context, ObjectStoragePath
+    from airflow.providers.common.compat.sdk import Context, ObjectStoragePath
 
 __all__ = ["BctrlDownloadFileOperator"]
 
@@ -70,32 +68,22 @@ class BctrlDownloadFileOperator(BctrlBaseOperator):
         self.destination = destination
         self.destination_conn_id = destination_conn_id
 
-    def _checked_arguments(self) -> dict[str, Any]:
-        """The rendered arguments, checked; raises ``BctrlInputError`` naming the first bad one."""
-        destination = self.destination
-        is_local = not (is_uri(destination) or is_object_path(destination))
-        if is_local and (not isinstance(destination, (str, os.PathLike)) or not os.fspath(destination)):
-            raise BctrlInputError(
-                "destination must be a local path, an ObjectStoragePath or a URI such as "
-                f"s3://bucket/key, got {destination!r}."
-            )
-        if self.destination_conn_id:  # "" (an unset template) means no connection
-            check_id(self.destination_conn_id, "destination_conn_id")
-        return {"file_id": check_id(self.file_id, "file_id"), "destination": destination}
+    def _arguments(self) -> DownloadArguments:
+        """The rendered arguments, checked once (the hook does not check them again)."""
+        return DownloadArguments.check(
+            self.file_id, self.destination, destination_conn_id=self.destination_conn_id
+        )
 
     def execute(self, context: Context) -> str:
         """Download the file; return the destination URI."""
-        args = self._checked_arguments()
-        uri = self.hook.download_file(
-            args["file_id"], args["destination"], destination_conn_id=self.destination_conn_id or None
-        )
-        self._downloaded_file_id = args["file_id"]
+        args = self._arguments()
+        uri = self.hook._download(args)
+        self._downloaded_file_id = args.file_id
         self._lineage_inputs = []
         self._lineage_outputs = [uri_ref(uri)]
         if self._declared_assets:
             self._emit_asset_events(
-                context,
-                {"file_id": args["file_id"], "destination": uri, **self._location_extra(args["file_id"])},
+                context, {"file_id": args.file_id, "destination": uri, **self._location_extra(args.file_id)}
             )
         return uri
 

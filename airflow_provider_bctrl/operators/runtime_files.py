@@ -32,17 +32,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_bctrl import DEFAULT_CONN_ID
+from airflow_provider_bctrl._arguments import CollectArguments, StageArguments, UploadArguments
 from airflow_provider_bctrl._storage import is_object_path, is_uri
-from airflow_provider_bctrl._validation import (
-    check_artifact,
-    check_id,
-    check_json_object,
-    check_local_file,
-    check_name,
-    check_runtime_path,
-    check_runtime_source_path,
-    check_storage_path,
-)
 from airflow_provider_bctrl.exceptions import BctrlInputError
 from airflow_provider_bctrl.operators._base import (
     BctrlBaseOperator,
@@ -53,7 +44,7 @@ from airflow_provider_bctrl.operators._base import (
 )
 
 if TYPE_CHECKING:
-    from airflow.sdk import Asset, Context, ObjectStoragePath
+    from airflow.providers.common.compat.sdk import Asset, Context, ObjectStoragePath
 
 __all__ = ["BctrlCollectFileOperator", "BctrlStageFileOperator", "BctrlUploadFileOperator"]
 
@@ -134,53 +125,26 @@ class BctrlUploadFileOperator(BctrlBaseOperator):
         self.metadata = metadata
         self.source_conn_id = source_conn_id
 
-    def _checked_source(self) -> Any:
-        source = self.source
-        if is_uri(source) or is_object_path(source):
-            # Object storage: the hook checks that the object exists before it sends anything.
-            if self._source_conn_id is not None:
-                check_id(self._source_conn_id, "source_conn_id")
-            return source
-        return check_local_file(source, "source")
-
-    @property
-    def _source_conn_id(self) -> str | None:
-        # A template such as "{{ params.storage_conn_id }}" renders to "" when unset: no connection.
-        return self.source_conn_id or None
-
-    def _checked_arguments(self) -> dict[str, Any]:
-        """The rendered arguments, checked; raises ``BctrlInputError`` naming the first bad one."""
-        return {
-            "runtime_id": check_id(self.runtime_id, "runtime_id"),
-            "source": self._checked_source(),
-            "name": None if self.name is None else check_name(self.name, "name"),
-            "runtime_path": (
-                None if self.runtime_path is None else check_runtime_path(self.runtime_path, "runtime_path")
-            ),
-            "destination_path": (
-                None
-                if self.destination_path is None
-                else check_storage_path(self.destination_path, "destination_path")
-            ),
-            "metadata": None if self.metadata is None else check_json_object(self.metadata, "metadata"),
-        }
+    def _arguments(self) -> UploadArguments:
+        """The rendered arguments, checked once (the hook does not check them again)."""
+        return UploadArguments.check(
+            self.runtime_id,
+            self.source,
+            name=self.name,
+            runtime_path=self.runtime_path,
+            destination_path=self.destination_path,
+            metadata=self.metadata,
+            source_conn_id=self.source_conn_id,
+        )
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Upload the file; return the API's ``RuntimeStagedFile`` JSON and push ``file_id``/``runtime_path``."""
-        args = self._checked_arguments()
-        staged = self.hook.upload_file(
-            args["runtime_id"],
-            args["source"],
-            name=args["name"],
-            runtime_path=args["runtime_path"],
-            destination_path=args["destination_path"],
-            metadata=args["metadata"],
-            source_conn_id=self._source_conn_id,
-        )
+        args = self._arguments()
+        staged = self.hook._upload(args)
         self._push_keys(context, {XCOM_FILE_ID: staged.id, XCOM_RUNTIME_PATH: staged.runtime_path})
-        runtime_id = staged.runtime_id or args["runtime_id"]
+        runtime_id = staged.runtime_id or args.runtime_id
         self._uploaded_file_id = staged.id
-        self._lineage_inputs = [uri_ref(_source_uri(args["source"]))]
+        self._lineage_inputs = [uri_ref(_source_uri(args.source))]
         self._lineage_outputs = (
             [runtime_file_ref(runtime_id, staged.runtime_path)] if staged.runtime_path else []
         )
@@ -277,18 +241,16 @@ class BctrlCollectFileOperator(BctrlBaseOperator):
         self.name = name
         self.artifact = artifact
 
-    def _checked_arguments(self) -> dict[str, Any]:
-        """The rendered arguments, checked; raises ``BctrlInputError`` naming the first bad one."""
-        return {
-            "runtime_id": check_id(self.runtime_id, "runtime_id"),
-            "path": check_runtime_source_path(self.path, "path"),
-            "space_id": None if self.space_id is None else check_id(self.space_id, "space_id"),
-            "storage_path": (
-                None if self.storage_path is None else check_storage_path(self.storage_path, "storage_path")
-            ),
-            "name": None if self.name is None else check_name(self.name, "name"),
-            "artifact": None if self.artifact is None else check_artifact(self.artifact, "artifact"),
-        }
+    def _arguments(self) -> CollectArguments:
+        """The rendered arguments, checked once (the hook does not check them again)."""
+        return CollectArguments.check(
+            self.runtime_id,
+            self.path,
+            space_id=self.space_id,
+            storage_path=self.storage_path,
+            name=self.name,
+            artifact=self.artifact,
+        )
 
     @property
     def asset(self) -> Asset:
@@ -313,21 +275,14 @@ class BctrlCollectFileOperator(BctrlBaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Collect the file; return the API's response JSON and push ``file_id``/``artifact_id``."""
-        args = self._checked_arguments()
-        collected = self.hook.collect_file(
-            args["runtime_id"],
-            args["path"],
-            space_id=args["space_id"],
-            storage_path=args["storage_path"],
-            name=args["name"],
-            artifact=args["artifact"],
-        )
+        args = self._arguments()
+        collected = self.hook._collect(args)
         artifact = collected.artifact
         artifact_id = artifact.id if artifact is not None else None
         self._push_keys(context, {XCOM_FILE_ID: collected.file.id, XCOM_ARTIFACT_ID: artifact_id})
         # Resolved by collect_file already (the argument, else the connection's or the key's default).
-        space_id = args["space_id"] or self.hook.get_default_space_id()
-        self._lineage_inputs = [runtime_file_ref(args["runtime_id"], args["path"])]
+        space_id = args.space_id or self.hook.get_default_space_id()
+        self._lineage_inputs = [runtime_file_ref(args.runtime_id, args.path)]
         self._collected_file_id = collected.file.id
         location = location_extra(space_id, collected.file.path) if collected.file.path else {}
         self._lineage_outputs = [space_file_ref(space_id, collected.file.path)] if collected.file.path else []
@@ -338,7 +293,7 @@ class BctrlCollectFileOperator(BctrlBaseOperator):
                     XCOM_FILE_ID: collected.file.id,
                     XCOM_ARTIFACT_ID: artifact_id,
                     "run_id": artifact.run_id if artifact is not None else None,
-                    "runtime_id": args["runtime_id"],
+                    "runtime_id": args.runtime_id,
                     **(location or self._location_extra(collected.file.id)),
                 },
             )
@@ -398,29 +353,20 @@ class BctrlStageFileOperator(BctrlBaseOperator):
         self.runtime_path = runtime_path
         self.name = name
 
-    def _checked_arguments(self) -> dict[str, Any]:
-        """The rendered arguments, checked; raises ``BctrlInputError`` naming the first bad one."""
-        return {
-            "runtime_id": check_id(self.runtime_id, "runtime_id"),
-            "file_id": check_id(self.file_id, "file_id"),
-            "runtime_path": (
-                None if self.runtime_path is None else check_runtime_path(self.runtime_path, "runtime_path")
-            ),
-            "name": None if self.name is None else check_name(self.name, "name"),
-        }
+    def _arguments(self) -> StageArguments:
+        """The rendered arguments, checked once (the hook does not check them again)."""
+        return StageArguments.check(
+            self.runtime_id, self.file_id, runtime_path=self.runtime_path, name=self.name
+        )
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Stage the file; return the API's ``RuntimeStagedFile`` JSON and push ``file_id``/``runtime_path``."""
-        args = self._checked_arguments()
-        staged = self.hook.stage_file(
-            args["runtime_id"], args["file_id"], runtime_path=args["runtime_path"], name=args["name"]
-        )
-        self.log.info(
-            "Staged file %s into runtime %s at %s", staged.id, args["runtime_id"], staged.runtime_path
-        )
+        args = self._arguments()
+        staged = self.hook._stage(args)
+        self.log.info("Staged file %s into runtime %s at %s", staged.id, args.runtime_id, staged.runtime_path)
         self._push_keys(context, {XCOM_FILE_ID: staged.id, XCOM_RUNTIME_PATH: staged.runtime_path})
-        runtime_id = staged.runtime_id or args["runtime_id"]
-        self._staged_file_id = args["file_id"]
+        runtime_id = staged.runtime_id or args.runtime_id
+        self._staged_file_id = args.file_id
         self._lineage_inputs = []
         self._lineage_outputs = (
             [runtime_file_ref(runtime_id, staged.runtime_path)] if staged.runtime_path else []

@@ -37,6 +37,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from airflow_provider_bctrl.testing._emulator_errors import ApiError, fault_error, invalid, unauthorized
 from airflow_provider_bctrl.testing._emulator_faults import Fault, FaultQueue, RequestLog, parse_fault_request
+from airflow_provider_bctrl.testing._emulator_json import parse_client_json
 from airflow_provider_bctrl.testing._emulator_multipart import FormReader
 from airflow_provider_bctrl.testing._emulator_store import (
     EmulatorStore,
@@ -247,10 +248,7 @@ async def read_json(request: Request) -> Any:
         body += chunk
     if too_big:
         raise invalid(f"The JSON body is larger than {MAX_JSON_BYTES} bytes.")
-    try:
-        return json.loads(bytes(body))
-    except ValueError:
-        raise invalid("The body is not valid JSON.") from None
+    return parse_client_json(bytes(body))
 
 
 def _optional_str(body: dict[str, Any], key: str) -> str | None:
@@ -398,6 +396,11 @@ class EmulatorApp:
         except ClientDisconnect:
             log.debug("Client went away during %s %s", scope["method"], raw_path)
             return
+        except Exception:  # a bug in the emulator: still answer in the contract's envelope, never plain text
+            log.exception("Unexpected error in the emulator during %s %s", scope["method"], raw_path)
+            response = error_response(
+                ApiError(500, "server.error", "The emulator hit an unexpected error.", "server"), request_id
+            )
         finally:
             for cleanup in call.cleanup:
                 cleanup()
@@ -486,9 +489,9 @@ class EmulatorApp:
                 await drain(request)
                 raise unauthorized()
             await self._read_input(call)
-        except ApiError as error:
+        except (ApiError, OSError) as error:
             await drain(request)
-            return error_response(error, call.request_id)
+            return error_response(self._api_error(error), call.request_id)
 
         fault = self.faults.take(route.name)
         if fault is not None:
@@ -499,10 +502,8 @@ class EmulatorApp:
                     return outcome
         try:
             response: Any = await route.handler(call)
-        except ApiError as error:
-            response = error_response(error, call.request_id)
-        except OSError as exc:
-            response = error_response(self._os_error(exc), call.request_id)
+        except (ApiError, OSError) as error:
+            response = error_response(self._api_error(error), call.request_id)
         if fault is not None and fault.after == "processing":
             outcome = await self._apply_fault(call, fault, response)
             if outcome is not None:
@@ -510,9 +511,19 @@ class EmulatorApp:
         return response
 
     @staticmethod
-    def _os_error(exc: OSError) -> ApiError:
-        log.exception("Storage error in the emulator")
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+    def _api_error(error: ApiError | OSError) -> ApiError:
+        """The error to answer: an :class:`ApiError` as it is, a storage error mapped by its errno."""
+        if isinstance(error, ApiError):
+            return error
+        if error.errno == errno.ENAMETOOLONG:
+            # The lexical checks bound each segment and the whole path; this is the backstop for a path
+            # that only becomes too long once joined under the emulator's data directory.
+            return invalid(
+                "A path in the request is too long for the emulator's file system; use shorter names.",
+                code="request.path_too_long",
+            )
+        log.exception("Storage error in the emulator", exc_info=error)
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
             return ApiError(
                 503, "storage.unavailable", "The emulator's disk is full.", "upstream", hint="retry later"
             )
@@ -693,9 +704,9 @@ class EmulatorApp:
             route, call.params = self._route(self._control_routes, call.request.method, segments)
             call.route = route.name
             return await route.handler(call)
-        except ApiError as error:
+        except (ApiError, OSError) as error:
             await drain(call.request)
-            return error_response(error, call.request_id)
+            return error_response(self._api_error(error), call.request_id)
 
     async def _health(self, call: Call) -> Response:
         return json_response({"status": "ok"})

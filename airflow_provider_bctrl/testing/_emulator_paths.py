@@ -25,6 +25,9 @@ from airflow_provider_bctrl.testing._emulator_errors import ApiError, conflict, 
 MAX_PATH_CHARS = 4096
 #: Longest display name (the documented ``name`` limit).
 MAX_NAME_CHARS = 255
+#: Longest single path segment in UTF-8 bytes: the file system's NAME_MAX. A name of 255 characters
+#: may be longer than that in bytes (``é`` is two), so both limits apply.
+MAX_SEGMENT_BYTES = 255
 #: The runtime workspace, as the runtime sees it.
 WORKSPACE = "workspace"
 
@@ -43,7 +46,17 @@ def validate_name(name: str, *, field: str = "name") -> str:
         raise invalid(f"'{field}' is longer than {MAX_NAME_CHARS} characters.", field=field)
     if "/" in name or "\x00" in name:
         raise invalid(f"'{field}' may not contain '/' or NUL characters.", field=field)
+    if _utf8_length(name) > MAX_SEGMENT_BYTES:
+        raise invalid(f"'{field}' is longer than {MAX_SEGMENT_BYTES} bytes in UTF-8.", field=field)
     return name
+
+
+def _utf8_length(text: str) -> int:
+    """Length of ``text`` in UTF-8; text that has no UTF-8 form (lone surrogates) counts as too long."""
+    try:
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        return MAX_PATH_CHARS + 1
 
 
 def validate_id(value: str, *, kind: str) -> str:
@@ -76,6 +89,10 @@ def _segments(value: str, *, field: str, code: str, allow_dot: bool) -> list[str
         raise _path_invalid(f"'{field}' may not contain '..' segments.", field, value, code=code)
     if not allow_dot and any(part == "." for part in parts):
         raise _path_invalid(f"'{field}' may not contain '.' segments.", field, value, code=code)
+    if any(_utf8_length(part) > MAX_SEGMENT_BYTES for part in parts):
+        raise _path_invalid(
+            f"'{field}' has a segment longer than {MAX_SEGMENT_BYTES} bytes in UTF-8.", field, value, code=code
+        )
     return parts
 
 

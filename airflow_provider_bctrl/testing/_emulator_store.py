@@ -37,6 +37,7 @@ from typing import Any
 
 from airflow_provider_bctrl.testing import _emulator_paths as paths
 from airflow_provider_bctrl.testing._emulator_errors import conflict, invalid, not_found
+from airflow_provider_bctrl.testing._emulator_json import parse_client_json
 
 log = logging.getLogger(__name__)
 
@@ -236,10 +237,7 @@ def parse_metadata(text: str | None) -> dict[str, Any] | None:
         return None
     if len(text) > MAX_METADATA_CHARS:
         raise invalid(f"'metadata' is longer than {MAX_METADATA_CHARS} characters.", field="metadata")
-    try:
-        value = json.loads(text)
-    except ValueError:
-        raise invalid("'metadata' must be a JSON object serialised as a string.", field="metadata") from None
+    value = parse_client_json(text, field="metadata", what="'metadata'")
     if not isinstance(value, dict):
         raise invalid("'metadata' must be a JSON object, not another JSON value.", field="metadata")
     return value

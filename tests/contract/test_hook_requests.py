@@ -9,19 +9,17 @@ with schema-minimal ones, which the hook must parse.
 from __future__ import annotations
 
 import email
-import errno
 import gzip
 import io
 import json
 import os
-import socket
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from _loopback import HttpRecorder as Recorder
 from openapi_schema_validator import OAS31Validator
 
 from airflow_provider_bctrl.hooks.bctrl import BctrlHook
@@ -65,58 +63,6 @@ def _validator(doc: dict[str, Any], schema: dict[str, Any]) -> OAS31Validator:
 
 def _errors(doc: dict[str, Any], schema: dict[str, Any], instance: Any) -> list[str]:
     return [error.message for error in _validator(doc, schema).iter_errors(instance)]
-
-
-class Recorder:
-    """A raw HTTP/1.1 server on loopback that records requests and answers with ``respond(request)``."""
-
-    def __init__(self, respond: Callable[[dict[str, Any]], tuple[int, dict[str, str], bytes]]) -> None:
-        self.respond = respond
-        self.requests: list[dict[str, Any]] = []
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self._server.settimeout(0.2)
-        self.url = f"http://127.0.0.1:{self._server.getsockname()[1]}"
-        self._closed = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self._closed.is_set():
-            try:
-                conn, _ = self._server.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        conn.settimeout(10)
-        reader = conn.makefile("rb")
-        try:
-            for _ in range(1000):  # requests on one keep-alive connection
-                line = reader.readline()
-                if not line:
-                    return
-                method, target, _ = line.decode("latin-1").rstrip("\r\n").split(" ", 2)
-                headers: dict[str, str] = {}
-                while (raw := reader.readline()) not in (b"\r\n", b"\n", b""):
-                    name, value = raw.decode("latin-1").split(":", 1)
-                    headers[name.strip().lower()] = value.strip()
-                body = reader.read(int(headers.get("content-length", "0")))
-                request = {"method": method, "target": target, "headers": headers, "body": body}
-                self.requests.append(request)
-                status, answer_headers, answer = self.respond(request)
-                head = f"HTTP/1.1 {status} X\r\nContent-Length: {len(answer)}\r\n"
-                head += "".join(f"{name}: {value}\r\n" for name, value in answer_headers.items())
-                conn.sendall(head.encode() + b"\r\n" + answer)
-        except OSError:
-            return
-        finally:
-            conn.close()
-
-    def close(self) -> None:
-        self._closed.set()
-        self._server.close()
 
 
 def _json(payload: Any) -> tuple[int, dict[str, str], bytes]:
@@ -310,24 +256,6 @@ def test_a_file_name_with_quotes_also_goes_as_the_name_part(recorder: Recorder, 
     assert set(parts) == {"name", "file"}
 
 
-def _sendfile_spy(monkeypatch: pytest.MonkeyPatch, refuse: bool = False) -> list[tuple[int, int]]:
-    """Record every os.sendfile call as (bytes asked, bytes sent); ``refuse`` answers EINVAL, as a file
-    system without sendfile support does."""
-    calls: list[tuple[int, int]] = []
-    original = os.sendfile
-
-    def spy(out_fd: int, in_fd: int, offset: int | None, count: int) -> int:
-        if refuse:
-            calls.append((count, 0))
-            raise OSError(errno.EINVAL, "Invalid argument")
-        sent = original(out_fd, in_fd, offset, count)
-        calls.append((count, sent))
-        return sent
-
-    monkeypatch.setattr(os, "sendfile", spy)
-    return calls
-
-
 def _reference_body(request: dict[str, Any], fields: list[tuple[str, str]], data: bytes, name: str) -> bytes:
     from requests_toolbelt.multipart.encoder import MultipartEncoder
 
@@ -338,17 +266,8 @@ def _reference_body(request: dict[str, Any], fields: list[tuple[str, str]], data
 
 
 @pytest.mark.parametrize("size", [0, 1, 1024 * 1024, 3 * 1024 * 1024 + 7])
-@pytest.mark.parametrize("sendfile", [True, False], ids=["sendfile", "chunks"])
-def test_the_wire_body_is_toolbelts_encoding_on_both_send_paths(
-    recorder: Recorder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int, sendfile: bool
-) -> None:
-    """Over plain http the file part goes by sendfile(2), here at most 1 MiB per call; with it off, by
-    chunks. Either way the server gets toolbelt's exact encoding."""
-    from airflow_provider_bctrl import _multipart
-
-    monkeypatch.setattr(_multipart, "SENDFILE", sendfile)
-    monkeypatch.setattr(_multipart, "SENDFILE_STEP", 1024 * 1024)
-    calls = _sendfile_spy(monkeypatch)
+def test_the_wire_body_is_toolbelts_encoding(recorder: Recorder, tmp_path: Path, size: int) -> None:
+    """The file part goes in 1 MiB chunks around toolbelt's framing: the server gets toolbelt's exact encoding."""
     data = os.urandom(size)
     source = tmp_path / "données.csv"
     source.write_bytes(data)
@@ -358,32 +277,11 @@ def test_the_wire_body_is_toolbelts_encoding_on_both_send_paths(
     _check_headers(request, "multipart/form-data; boundary=")
     fields = [("runtimePath", "inputs/"), ("metadata", '{"k":"ü"}')]
     assert request["body"] == _reference_body(request, fields, data, "données.csv")
-    if sendfile:
-        # Every file byte went through sendfile(2) (a call may send less than asked when the socket
-        # buffer is full); none through the process.
-        assert sum(sent for _, sent in calls) == size
-        assert all(0 < asked <= 1024 * 1024 for asked, _ in calls)
-    else:
-        assert calls == []
-
-
-def test_a_file_system_that_refuses_sendfile_gets_chunks(
-    recorder: Recorder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    calls = _sendfile_spy(monkeypatch, refuse=True)
-    data = os.urandom(2 * 1024 * 1024 + 5)
-    source = tmp_path / "a.csv"
-    source.write_bytes(data)
-    BctrlHook(max_retries=0).upload_file(RUNTIME, source)
-
-    (request,) = recorder.requests
-    assert request["body"] == _reference_body(request, [], data, "a.csv")
-    assert calls == [(2 * 1024 * 1024 + 5, 0)]  # asked once, refused, then chunks
 
 
 def test_session_settings_follow_requests_merge_rules(recorder: Recorder) -> None:
-    """The hook prepares requests itself (see _prepare); requests' own rules still hold: a session
-    header set to None is dropped, session params are sent, the session's cookies go along."""
+    """Requests go through requests' own Session.request, so its merge rules hold: a session header set
+    to None is dropped, session params are sent, the session's cookies go along."""
     hook = BctrlHook(max_retries=0)
     session = hook.get_conn()
     session.headers["X-Dropped"] = None  # type: ignore[assignment]  # requests' way to drop a header

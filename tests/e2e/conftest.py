@@ -78,7 +78,9 @@ def load_example(airflow_db: None) -> Callable[[str], Any]:
     A fresh parse per test matters: ``dag.test()`` runs tasks in this process, and a run's params
     can otherwise linger on a DAG object shared between tests.
     """
-    from airflow.dag_processing.dagbag import DagBag
+    from _lines import dagbag_class
+
+    DagBag = dagbag_class()
 
     def load(dag_id: str) -> Any:
         bag = DagBag(dag_folder=str(EXAMPLE_DAGS / f"{dag_id}.py"))

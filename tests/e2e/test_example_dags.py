@@ -13,6 +13,7 @@ from typing import Any
 
 import pendulum
 import pytest
+from _lines import memory_uri
 from dagrun_helpers import DagRunResult, sha256_file
 
 from airflow_provider_bctrl.testing.emulator import BctrlEmulator
@@ -112,8 +113,8 @@ def test_report_pipeline_with_the_report_in_object_storage(
 ) -> None:
     """report_base on object storage: the report never touches the worker's disk, and the upload streams it."""
     import fsspec
-    from airflow.sdk import ObjectStoragePath
-    from airflow.sdk.io import attach
+    from _lines import attach
+    from airflow.providers.common.compat.sdk import ObjectStoragePath
 
     attach("memory", fs=fsspec.filesystem("memory"))
     _browser_output(emu, runtime_id)
@@ -127,7 +128,7 @@ def test_report_pipeline_with_the_report_in_object_storage(
 
     assert result.state == "success", result.task_states
     source = result.xcom("generate_report")
-    assert source.startswith("memory://shared-reports/bctrl_report_pipeline/")
+    assert source.startswith(memory_uri("shared-reports/bctrl_report_pipeline/"))
     report_bytes = ObjectStoragePath(source).read_bytes()
     assert b"2031-03-16" in report_bytes
     staged = result.xcom("upload_report")

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from airflow_provider_bctrl.version_compat import AIRFLOW_V_3_2_PLUS
+
 EXAMPLE_DAGS = Path(__file__).resolve().parents[2] / "example_dags"
 EXPECTED_DAG_IDS = {
     "bctrl_asset_consumer",
@@ -45,7 +47,7 @@ except OSError:
 guard_works = len(attempts) == 1
 attempts.clear()
 
-from airflow.sdk import BaseHook, Variable
+from airflow.providers.common.compat.sdk import BaseHook, Variable
 
 def no_lookup(kind):
     def blocked(*args, **kwargs):
@@ -56,7 +58,10 @@ def no_lookup(kind):
 Variable.get = no_lookup("Variable.get")
 BaseHook.get_connection = no_lookup("get_connection")
 
-from airflow.dag_processing.dagbag import DagBag
+if sys.argv[2] == "3.2+":
+    from airflow.dag_processing.dagbag import DagBag
+else:
+    from airflow.models.dagbag import DagBag
 
 bag = DagBag(dag_folder=sys.argv[1])
 dags = {
@@ -78,7 +83,7 @@ print(json.dumps({
 @pytest.fixture(scope="module")
 def parsed() -> dict:
     done = subprocess.run(
-        [sys.executable, "-c", _PARSE_SCRIPT, str(EXAMPLE_DAGS)],
+        [sys.executable, "-c", _PARSE_SCRIPT, str(EXAMPLE_DAGS), "3.2+" if AIRFLOW_V_3_2_PLUS else "older"],
         capture_output=True,
         text=True,
         timeout=180,

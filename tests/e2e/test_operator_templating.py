@@ -35,7 +35,7 @@ SOURCE_TEXT = "SELECT '{{ ds }}' AS day; -- not a template\n"
 
 
 def _build_dag(emu: BctrlEmulator, source_dir: str, result_bytes: bytes) -> Any:
-    from airflow.sdk import DAG, get_current_context, task
+    from airflow.providers.common.compat.sdk import DAG, get_current_context, task
 
     with DAG(
         "bctrl_templating_check",
@@ -124,7 +124,7 @@ def _build_dag(emu: BctrlEmulator, source_dir: str, result_bytes: bytes) -> Any:
 def test_ids_and_paths_render_from_xcom_params_and_macros(run_dag, emu: BctrlEmulator, tmp_path) -> None:
     result_bytes = json.dumps({"ok": True, "day": DS}).encode()
     dag = _build_dag(emu, str(tmp_path), result_bytes)
-    from airflow.sdk.io import attach
+    from _lines import attach
 
     # fsspec's in-memory filesystem stands in for S3/GCS: the task runs in this process and sees it.
     attach("memory", fs=fsspec.filesystem("memory"))
@@ -196,7 +196,7 @@ def test_ids_and_paths_render_from_xcom_params_and_macros(run_dag, emu: BctrlEmu
 
 
 def test_bad_rendered_argument_fails_the_task_before_any_request(run_dag, emu: BctrlEmulator) -> None:
-    from airflow.sdk import DAG
+    from airflow.providers.common.compat.sdk import DAG
 
     with DAG(
         "bctrl_templating_bad_argument",

@@ -7,14 +7,13 @@ checked as a second, independent witness.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _loopback import LoopbackServer, relay_to
 from requests.adapters import HTTPAdapter
 from urllib3 import HTTPConnectionPool
 
@@ -30,54 +29,22 @@ class CountingRelay:
 
     def __init__(self, upstream: tuple[str, int]) -> None:
         self.upstream = upstream
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.2)
-        self.port: int = self._listener.getsockname()[1]
-        self.accepted = 0
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._sockets: list[socket.socket] = []
-        self._thread = threading.Thread(target=self._accept_loop, name="counting-relay", daemon=True)
+        self._server: LoopbackServer | None = None
+        self.port = 0
 
     def __enter__(self) -> CountingRelay:
-        self._thread.start()
+        self._server = LoopbackServer(relay_to(self.upstream, lambda: self._server, _IO_TIMEOUT))
+        self.port = self._server.port
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join(_IO_TIMEOUT)
-        self._listener.close()
-        with self._lock:
-            for sock in self._sockets:
-                with contextlib.suppress(OSError):
-                    sock.close()
+        assert self._server is not None
+        self._server.close()
 
-    def _accept_loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            server = socket.create_connection(self.upstream, timeout=_IO_TIMEOUT)
-            client.settimeout(_IO_TIMEOUT)
-            with self._lock:
-                self.accepted += 1
-                self._sockets += [client, server]
-            for source, target in ((client, server), (server, client)):
-                threading.Thread(target=_pump, args=(source, target), daemon=True).start()
-
-
-def _pump(source: socket.socket, target: socket.socket) -> None:
-    try:
-        while chunk := source.recv(256 * 1024):
-            target.sendall(chunk)
-    except OSError:
-        pass
-    finally:
-        with contextlib.suppress(OSError):
-            target.shutdown(socket.SHUT_WR)
+    @property
+    def accepted(self) -> int:
+        """How many connections the relay accepted: each is one new connection the client opened."""
+        return self._server.accepted if self._server is not None else 0
 
 
 @pytest.fixture

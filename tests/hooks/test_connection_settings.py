@@ -92,13 +92,14 @@ def test_insecure_http_needs_the_explicit_extra(monkeypatch: pytest.MonkeyPatch)
     assert hook.settings.allow_insecure_http is True
 
 
-def test_extras_are_read_and_prefixed_form_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_extras_are_read_by_their_bare_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every supported Airflow's connection form stores the provider's fields by their bare names."""
     hook = _use(
         monkeypatch,
         password=KEY,
         extra={
             "space_id": "space-1",
-            "extra__bctrl__subaccount_id": "sub-1",
+            "subaccount_id": "sub-1",
             "timeout": "12.5",
             "max_retries": "0",
             "X-Evil-Header": "injected",
@@ -136,10 +137,11 @@ def test_connection_form_fields_match_what_the_hook_reads() -> None:
     assert conn_type["connection-type"] == BctrlHook.conn_type == "bctrl"
     assert conn_type["hook-name"] == BctrlHook.hook_name
     assert set(conn_type["conn-fields"]) == set(CONN_FIELDS)
-    from airflow_provider_bctrl.hooks import bctrl as hook_module
+    from airflow_provider_bctrl import _settings as settings_module
 
-    source = inspect.getsource(hook_module)
-    read_keys = set(re.findall(r'_extra_(?:value|id)\(extra, "([a-z_]+)"', source))
+    source = inspect.getsource(settings_module)
+    read_keys = set(re.findall(r'_extra(?:_id)?\(extra, "([a-z_]+)"', source))
+    read_keys |= {number.key for number in settings_module._NUMBERS if number.extra_range is not None}
     assert read_keys == set(CONN_FIELDS)
     behaviour = conn_type["ui-field-behaviour"]
     assert set(behaviour["hidden-fields"]) == {"login", "schema", "port"}

@@ -340,7 +340,6 @@ def test_bad_input_is_refused_before_any_request(
     assert emu.requests_log() == []
 
 
-@pytest.mark.parametrize("sendfile", [True, False], ids=["sendfile", "chunks"])
 @pytest.mark.parametrize(("change", "message"), [("shrink", "shrank"), ("grow", "grew")])
 def test_a_file_that_changes_size_mid_upload_is_a_clear_input_error(
     emu: BctrlEmulator,
@@ -348,17 +347,11 @@ def test_a_file_that_changes_size_mid_upload_is_a_clear_input_error(
     runtime_id: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    sendfile: bool,
     change: str,
     message: str,
 ) -> None:
-    from airflow_provider_bctrl import _multipart
     from airflow_provider_bctrl._progress import TransferProgress
 
-    # Over the emulator's plain http the file part goes by sendfile, 1 MiB per call here (as the
-    # chunked path's reads are) so that the file can change between two calls.
-    monkeypatch.setattr(_multipart, "SENDFILE", sendfile)
-    monkeypatch.setattr(_multipart, "SENDFILE_STEP", 1024 * 1024)
     changing = tmp_path / "being-written.csv"
     changing.write_bytes(b"x" * (5 * 1024 * 1024))
     original_update = TransferProgress.update

@@ -7,9 +7,7 @@ import gzip
 import io
 import os
 import socket
-import ssl
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -96,24 +94,7 @@ def _through(body: StreamingMultipartBody, sock: object) -> bytes:
 
     Each chunk is copied as it comes: the body reuses one buffer for the next chunk.
     """
-    return b"".join([bytes(chunk) for chunk in body.chunks_through(SimpleNamespace(sock=sock))])
-
-
-def test_over_tls_the_file_part_is_chunked_not_sendfiled(tmp_path: Path) -> None:
-    """TLS encrypts in the process, so a TLS socket gets the bytes as chunks, even from a regular file."""
-    data = os.urandom(1024 * 1024 + 3)
-    source = tmp_path / "a.csv"
-    source.write_bytes(data)
-    body = StreamingMultipartBody(
-        fields=FIELDS, file_field="file", path=source, filename="a.csv", content_type="text/csv"
-    )
-    with (
-        socket.socket() as raw,
-        ssl.create_default_context().wrap_socket(
-            raw, server_hostname="bctrl.invalid", do_handshake_on_connect=False
-        ) as tls,
-    ):
-        assert _through(body, tls) == _reference(body, FIELDS, data, "a.csv")
+    return b"".join([bytes(chunk) for chunk in body])
 
 
 def test_a_stream_without_a_regular_file_is_chunked_even_over_plain_tcp() -> None:
@@ -159,18 +140,3 @@ def test_a_decompressing_stream_is_read_through_not_sendfiled(tmp_path: Path, op
     )
     with socket.socket() as plain:  # a plain TCP socket: sendfile would be chosen for a plain file
         assert _through(body, plain) == _reference(body, [], data, "data.csv")
-
-
-def test_only_a_stdlib_socket_gets_sendfile(tmp_path: Path) -> None:
-    """A socket class of a green-thread library (here a stand-in subclass) gets chunks."""
-
-    class GreenSocket(socket.socket):
-        pass
-
-    source = tmp_path / "a.csv"
-    source.write_bytes(b"abc" * 1000)
-    body = StreamingMultipartBody(
-        fields=[], file_field="file", path=source, filename="a.csv", content_type="text/csv"
-    )
-    with GreenSocket() as green:
-        assert _through(body, green) == _reference(body, [], b"abc" * 1000, "a.csv")

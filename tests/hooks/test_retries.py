@@ -7,16 +7,15 @@ requests really reached it.
 
 from __future__ import annotations
 
-import contextlib
 import email.utils
 import hashlib
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _loopback import LoopbackServer, relay_to
 
 from airflow_provider_bctrl.exceptions import (
     BctrlRateLimitError,
@@ -222,44 +221,16 @@ class _LateListener:
         self.port = probe.getsockname()[1]
         probe.close()  # nothing listens here until start(): connections are refused
         self._target_port = target_port
-        self._server: socket.socket | None = None
-        self._stop = threading.Event()
+        self._server: LoopbackServer | None = None
 
     def start(self) -> None:
-        if self._server is not None:
-            return
-        self._server = socket.create_server(("127.0.0.1", self.port))
-        self._server.settimeout(0.2)
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        assert self._server is not None
-        deadline = time.monotonic() + 60
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            try:
-                client, _ = self._server.accept()
-            except TimeoutError:
-                continue
-            except OSError:  # closed by close()
-                return
-            upstream = socket.create_connection(("127.0.0.1", self._target_port))
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while chunk := src.recv(1 << 16):
-                dst.sendall(chunk)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
+        if self._server is None:
+            upstream = ("127.0.0.1", self._target_port)
+            self._server = LoopbackServer(
+                relay_to(upstream, lambda: self._server), port=self.port, max_seconds=60
+            )
 
     def close(self) -> None:
-        self._stop.set()
         if self._server is not None:
             self._server.close()
 
@@ -322,30 +293,20 @@ class _NotTls:
     """
 
     def __init__(self) -> None:
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self._server.settimeout(0.2)
-        self.url = f"https://127.0.0.1:{self._server.getsockname()[1]}"
-        self.accepted = 0
-        self._closed = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        self._server = LoopbackServer(self._answer)
+        self.url = f"https://127.0.0.1:{self._server.port}"
 
-    def _serve(self) -> None:
-        while not self._closed.is_set():
-            try:
-                conn, _ = self._server.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.accepted += 1
-            with conn, contextlib.suppress(OSError):
-                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+    @property
+    def accepted(self) -> int:
+        return self._server.accepted
+
+    @staticmethod
+    def _answer(conn: socket.socket) -> None:
+        with conn:
+            conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
 
     def close(self) -> None:
-        self._closed.set()
         self._server.close()
-        self._thread.join(5)
 
 
 @pytest.fixture

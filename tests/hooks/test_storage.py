@@ -8,8 +8,8 @@ from pathlib import Path
 
 import fsspec
 import pytest
-from airflow.sdk import ObjectStoragePath
-from airflow.sdk.io import attach
+from _lines import attach, memory_uri
+from airflow.providers.common.compat.sdk import ObjectStoragePath
 
 from airflow_provider_bctrl.exceptions import (
     BctrlInputError,
@@ -101,7 +101,7 @@ def test_download_to_a_local_file_and_directory(
 def test_download_to_memory_object_storage(hook: BctrlHook, stored_file: tuple[str, bytes]) -> None:
     file_id, data = stored_file
     uri = hook.download_file(file_id, "memory://downloads/report.pdf")
-    assert uri == "memory://downloads/report.pdf"
+    assert uri == memory_uri("downloads/report.pdf")
     assert ObjectStoragePath(uri).read_bytes() == data
     leftovers = [
         p.name for p in ObjectStoragePath("memory://downloads").iterdir() if p.name.endswith(".part")
@@ -190,5 +190,5 @@ def test_a_string_uri_naming_an_existing_prefix_gets_the_file_name(
     ObjectStoragePath("memory://prefix-dir/keep.txt").parent.mkdir(parents=True, exist_ok=True)
     ObjectStoragePath("memory://prefix-dir/keep.txt").write_bytes(b"k")
     uri = hook.download_file(file_id, "memory://prefix-dir")
-    assert uri == "memory://prefix-dir/stored report.pdf"
+    assert uri == memory_uri("prefix-dir/stored report.pdf")
     assert ObjectStoragePath(uri).read_bytes() == data

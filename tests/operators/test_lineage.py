@@ -20,9 +20,9 @@ from typing import Any
 import airflow.providers.openlineage  # noqa: F401
 import fsspec
 import pytest
-from airflow.sdk import ObjectStoragePath
+from _lines import attach
+from airflow.providers.common.compat.sdk import ObjectStoragePath
 from airflow.sdk.execution_time.context import OutletEventAccessors
-from airflow.sdk.io import attach
 
 from airflow_provider_bctrl.operators import (
     BctrlCollectFileOperator,

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from airflow.sdk import DAG
+from airflow.providers.common.compat.sdk import DAG
 
 from airflow_provider_bctrl.exceptions import BctrlInputError
 from airflow_provider_bctrl.operators import BctrlCollectFileOperator as ExportedCollect
@@ -204,7 +204,7 @@ def test_collect_checks_arguments_before_anything_else(overrides: dict[str, Any]
 def test_object_storage_sources_are_left_to_the_hook() -> None:
     """A URI is not a local path: the operator passes it on, and the hook checks it in object storage."""
     op = _upload(source="s3://exports/2030/report.csv", source_conn_id="aws_default")
-    assert op._checked_arguments()["source"] == "s3://exports/2030/report.csv"
+    assert op._arguments().source == "s3://exports/2030/report.csv"
     with pytest.raises(BctrlInputError, match="source_conn_id"):
         _upload(source="s3://exports/x.csv", source_conn_id="aws/../x").execute({})  # type: ignore[arg-type]
 

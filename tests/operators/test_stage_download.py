@@ -17,9 +17,9 @@ from typing import Any
 
 import fsspec
 import pytest
-from airflow.sdk import Asset, ObjectStoragePath
+from _lines import attach
+from airflow.providers.common.compat.sdk import Asset, ObjectStoragePath
 from airflow.sdk.execution_time.context import OutletEventAccessors
-from airflow.sdk.io import attach
 
 from airflow_provider_bctrl.exceptions import BctrlInputError, BctrlNotFoundError, BctrlServerError
 from airflow_provider_bctrl.operators import BctrlDownloadFileOperator as ExportedDownload

@@ -1,0 +1,172 @@
+"""Bounds on slow answers: the read timeout limits each socket read, these limit a server that drips.
+
+- The status line and headers must arrive within :data:`HEAD_FACTOR` x the read timeout after the
+  request went out. A watchdog thread shuts the socket down when that passes (a blocked read cannot
+  be interrupted another way); the connection classes of :class:`DeadlineAdapter` arm it.
+- Bodies are read by :func:`read_body` in pieces as they arrive: a JSON answer must be complete within
+  :data:`BODY_FACTOR` x the read timeout after its headers; a download must keep up at least
+  :data:`LOW_SPEED_BYTES` bytes a second over every window of ``timeout`` seconds (curl's
+  ``--speed-limit``/``--speed-time``).
+
+Documented in ``docs/hook.md`` ("Timeouts").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+__all__ = ["BODY_FACTOR", "HEAD_FACTOR", "LOW_SPEED_BYTES", "AnswerTooSlow", "DeadlineAdapter", "read_body"]
+
+HEAD_FACTOR = 2
+BODY_FACTOR = 2
+LOW_SPEED_BYTES = 1024
+_READ_SIZE = 1024 * 1024
+
+
+class AnswerTooSlow(Exception):
+    """The server kept sending, but too slowly for the deadlines above; the message says which."""
+
+
+class _Watchdog:
+    """One daemon thread that shuts sockets down when their deadlines pass."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, socket.socket]] = []
+        self._live: set[int] = set()
+        self._fired: set[int] = set()
+        self._tokens = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def arm(self, seconds: float, sock: socket.socket) -> int:
+        token = next(self._tokens)
+        with self._cond:
+            heapq.heappush(self._heap, (time.monotonic() + seconds, token, sock))
+            self._live.add(token)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="bctrl-deadlines", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+        return token
+
+    def disarm(self, token: int) -> bool:
+        """Stop watching; return whether the deadline had already fired."""
+        with self._cond:
+            self._live.discard(token)
+            if token in self._fired:
+                self._fired.discard(token)
+                return True
+            return False
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                while self._heap and self._heap[0][1] not in self._live:
+                    heapq.heappop(self._heap)
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                when, token, sock = self._heap[0]
+                delay = when - time.monotonic()
+                if delay > 0:
+                    self._cond.wait(delay)
+                    continue
+                heapq.heappop(self._heap)
+                self._live.discard(token)
+                self._fired.add(token)
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+
+_WATCHDOG = _Watchdog()
+
+
+class _HeadDeadline:
+    """Mixed into urllib3's connections: the answer's head must arrive within HEAD_FACTOR x timeout."""
+
+    sock: socket.socket | None
+    timeout: Any
+
+    def getresponse(self) -> Any:
+        limit = self.timeout if isinstance(self.timeout, (int, float)) else None
+        token = _WATCHDOG.arm(HEAD_FACTOR * limit, self.sock) if limit and self.sock is not None else None
+        try:
+            return super().getresponse()  # type: ignore[misc]
+        except Exception as exc:
+            if token is not None and _WATCHDOG.disarm(token):
+                raise AnswerTooSlow(
+                    f"did not send the status and headers of its answer within {HEAD_FACTOR * limit:g} s"  # type: ignore[operator]
+                ) from exc
+            raise
+        finally:
+            if token is not None:
+                _WATCHDOG.disarm(token)
+
+
+class _HTTPConnection(_HeadDeadline, HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_HeadDeadline, HTTPSConnection):
+    pass
+
+
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+class DeadlineAdapter(HTTPAdapter):
+    """requests' adapter whose connections bound the wait for an answer's head (not through a proxy)."""
+
+    def init_poolmanager(
+        self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any
+    ) -> None:
+        """Create the pool manager as requests does, with the deadline-aware connection pools."""
+        super().init_poolmanager(connections, maxsize, block=block, **pool_kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
+def read_body(raw: Any, read_timeout: float, *, download: bool) -> Iterator[bytes]:
+    """The body of ``raw`` (a urllib3 response), decoded, in pieces as they arrive.
+
+    Raises :class:`AnswerTooSlow` when a JSON answer is not complete within BODY_FACTOR x timeout, or a
+    download falls below LOW_SPEED_BYTES a second over a window of ``read_timeout`` seconds; urllib3's
+    own errors otherwise.
+    """
+    read = getattr(raw, "read1", None) or raw.read
+    started = window_start = time.monotonic()
+    window_bytes = 0
+    window = max(read_timeout, 1.0)
+    while True:
+        chunk = read(_READ_SIZE, decode_content=True)
+        if not chunk:
+            return
+        yield chunk
+        now = time.monotonic()
+        if not download and now - started > BODY_FACTOR * read_timeout:
+            raise AnswerTooSlow(
+                f"did not send the whole answer within {BODY_FACTOR * read_timeout:g} s of its headers"
+            )
+        window_bytes += len(chunk)
+        if download and now - window_start >= window:
+            if window_bytes < LOW_SPEED_BYTES * window:
+                raise AnswerTooSlow(
+                    f"sent the download at {window_bytes / (now - window_start):.0f} bytes/s over {window:g} s, "
+                    f"below the {LOW_SPEED_BYTES} bytes/s the hook waits for"
+                )
+            window_start, window_bytes = now, 0

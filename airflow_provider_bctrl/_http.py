@@ -1,0 +1,265 @@
+"""One attempt of an API request: the pooled session, sending, and turning the answer into JSON or an error.
+
+Everything the server sends enters the provider here, and here the API key is redacted from it: a
+server that echoes the key cannot put it into a result, an XCom, an exception or a log.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import requests
+from requests.auth import AuthBase
+from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError
+from urllib3.exceptions import SSLError as Urllib3SSLError
+
+from airflow_provider_bctrl import __version__
+from airflow_provider_bctrl._deadlines import AnswerTooSlow, DeadlineAdapter, read_body
+from airflow_provider_bctrl._multipart import FileChangedError, StreamingMultipartBody
+from airflow_provider_bctrl._settings import BctrlConnectionSettings, origin
+from airflow_provider_bctrl.exceptions import (
+    UNCERTAIN_SUFFIX,
+    BctrlApiError,
+    BctrlInputError,
+    BctrlTransportError,
+    BctrlUncertainTransportError,
+    BctrlUnexpectedResponseError,
+    error_from_response,
+    error_from_transport,
+)
+
+__all__ = ["MAX_JSON_BYTES", "json_object", "new_session", "send"]
+
+#: Enough pooled connections for many threads sharing one hook without urllib3 discarding them.
+POOL_SIZE = 32
+#: Redirects a GET follows (requests' default, 30, made a redirect loop cost a hundred requests).
+MAX_REDIRECTS = 10
+#: The largest JSON answer read; a larger one is refused while it is read (the API's answers are small).
+MAX_JSON_BYTES = 16 * 1024 * 1024
+
+
+class _BearerAuth(AuthBase):
+    """Adds the API key to requests for the API's own origin, and to nothing else."""
+
+    def __init__(self, api_key: str, api_origin: tuple[str, str, int]) -> None:
+        self._api_key = api_key
+        self._origin = api_origin
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        if request.url and origin(request.url) == self._origin:
+            request.headers["Authorization"] = f"Bearer {self._api_key}"
+        return request
+
+    def __repr__(self) -> str:
+        return "<BearerAuth ***>"
+
+
+def new_session(settings: BctrlConnectionSettings) -> requests.Session:
+    """A session with the key (for the API's origin only), the User-Agent, the subaccount and a pool."""
+    session = requests.Session()
+    adapter = DeadlineAdapter(pool_connections=2, pool_maxsize=POOL_SIZE, max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    session.max_redirects = MAX_REDIRECTS
+    session.auth = _BearerAuth(settings.api_key, settings.origin)
+    session.headers["User-Agent"] = f"airflow-provider-bctrl/{__version__}"
+    session.headers["Accept"] = "application/json"
+    if settings.subaccount_id:
+        session.headers["BCTRL-Subaccount-Id"] = settings.subaccount_id
+    return session
+
+
+def send(
+    session: requests.Session,
+    settings: BctrlConnectionSettings,
+    method: str,
+    path: str,
+    *,
+    operation: str,
+    json_body: Mapping[str, Any] | None = None,
+    body: StreamingMultipartBody | None = None,
+    params: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+    stream: bool = False,
+) -> requests.Response:
+    """Send one attempt; return a response with a status below 300, or raise the mapped error.
+
+    Without ``stream`` the answer is read here, at most :data:`MAX_JSON_BYTES`. The error's
+    ``retryable`` tells :func:`~airflow_provider_bctrl._retry.call_with_retries` what to do.
+    """
+    idempotent = method.upper() in ("GET", "HEAD")
+    request_headers = dict(headers or {})
+    if body is not None:
+        request_headers["Content-Type"] = body.content_type
+    try:
+        response = session.request(
+            method,
+            settings.base_url + path,
+            params=params,
+            json=json_body,
+            data=body,
+            headers=request_headers,
+            timeout=settings.timeout,
+            allow_redirects=idempotent,
+            stream=True,
+        )
+        if response.status_code >= 300 or not stream:
+            _read_capped(response, operation, settings)
+    except AnswerTooSlow as exc:
+        raise too_slow(exc, operation, settings, idempotent=idempotent) from exc
+    except requests.RequestException as exc:
+        changed = _cause_of_type(exc, FileChangedError)
+        if changed is not None:
+            # The local file changed mid-send; the body was cut short, so the server cannot have
+            # stored it. Retrying would race the writer again: say what happened.
+            raise BctrlInputError(
+                f"{changed} (during {operation}). The upload was abandoned and nothing was stored; "
+                "upload the file once whatever writes it has finished."
+            ) from exc
+        raise transport_error(exc, operation, settings, idempotent=idempotent) from exc
+    finally:
+        if body is not None:
+            body.close()
+    if response.status_code < 300:
+        return response
+    response.close()
+    error = error_from_response(
+        response.status_code,
+        parse_json(response, settings),
+        headers=response.headers,
+        text=response.text if response.content else "",
+        operation=operation,
+        idempotent=idempotent,
+    )
+    if response.status_code in (401, 403):
+        # The server's hint speaks of headers; a DAG author fixes an Airflow connection.
+        field = "API key (password) field" if response.status_code == 401 else "API key's permissions"
+        error.args = (f"{error.message} Check the {field} of the Airflow connection {settings.conn_id!r}.",)
+    raise redacted_error(error, settings)
+
+
+def transport_error(
+    exc: requests.RequestException, operation: str, settings: BctrlConnectionSettings, *, idempotent: bool
+) -> BctrlApiError:
+    """The typed, redacted error for a request that got no (complete) answer."""
+    error = error_from_transport(
+        exc,
+        operation,
+        idempotent=idempotent,
+        base_url=settings.base_url,
+        connect_timeout=settings.connect_timeout,
+        read_timeout=settings.read_timeout,
+    )
+    return redacted_error(error, settings)
+
+
+def _read_capped(response: requests.Response, operation: str, settings: BctrlConnectionSettings) -> None:
+    """Read a streamed answer into ``response.content``, refusing one over :data:`MAX_JSON_BYTES`."""
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in body_chunks(response, settings, download=False):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_JSON_BYTES:
+            break
+    if size > MAX_JSON_BYTES:
+        response.close()
+        raise BctrlUnexpectedResponseError(
+            f"BCTRL API {response.status_code} during {operation}: the answer is larger than "
+            f"{MAX_JSON_BYTES // (1024 * 1024)} MiB, far more than any BCTRL answer; is the connection's "
+            f"API base URL ({settings.base_url}) a BCTRL API?",
+            status=response.status_code,
+        )
+    response._content = b"".join(chunks)
+
+
+def body_chunks(
+    response: requests.Response, settings: BctrlConnectionSettings, *, download: bool
+) -> Iterator[bytes]:
+    """The body as it arrives, within the deadlines of :mod:`~airflow_provider_bctrl._deadlines`.
+
+    urllib3's errors become requests' (as ``iter_content`` does); :class:`AnswerTooSlow` passes.
+    """
+    try:
+        yield from read_body(response.raw, settings.read_timeout, download=download)
+    except ProtocolError as exc:
+        raise requests.exceptions.ChunkedEncodingError(exc) from exc
+    except DecodeError as exc:
+        raise requests.exceptions.ContentDecodingError(exc) from exc
+    except ReadTimeoutError as exc:
+        raise requests.exceptions.ReadTimeout(exc) from exc
+    except Urllib3SSLError as exc:
+        raise requests.exceptions.SSLError(exc) from exc
+
+
+def too_slow(
+    exc: AnswerTooSlow, operation: str, settings: BctrlConnectionSettings, *, idempotent: bool
+) -> BctrlApiError:
+    """The error for a server that dripped its answer: a GET may retry; a POST's outcome is uncertain."""
+    message = f"BCTRL at {settings.base_url} {exc} ({operation})."
+    if idempotent:
+        return BctrlTransportError(message, retryable=True)
+    return BctrlUncertainTransportError(message + UNCERTAIN_SUFFIX)
+
+
+def parse_json(response: requests.Response, settings: BctrlConnectionSettings) -> Any:
+    """The answer's JSON with the API key redacted from every string, or ``None`` if it is not JSON."""
+    if "json" not in response.headers.get("Content-Type", "").lower():
+        return None
+    try:
+        return _redact_tree(json.loads(response.content), settings.api_key)
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than any API answer
+        return None
+
+
+def json_object(
+    response: requests.Response, operation: str, settings: BctrlConnectionSettings
+) -> dict[str, Any]:
+    """The answer as a (redacted) JSON object, or :class:`BctrlUnexpectedResponseError`."""
+    payload = parse_json(response, settings)
+    if not isinstance(payload, dict):
+        content_type = response.headers.get("Content-Type", "no content type").split(";")[0]
+        raise BctrlUnexpectedResponseError(
+            f"BCTRL API {response.status_code} during {operation}: expected a JSON object, got "
+            f"{content_type}. Is the connection's API base URL ({settings.base_url}) a BCTRL API?",
+            status=response.status_code,
+            request_id=settings.redact(response.headers.get("X-Request-Id") or "") or None,
+        )
+    return payload
+
+
+def redacted_error(error: BctrlApiError, settings: BctrlConnectionSettings) -> BctrlApiError:
+    """``error`` with the key removed from its message and every string attribute (and so its pickle)."""
+    key = settings.api_key
+    error.args = tuple(_redact_tree(arg, key) for arg in error.args)
+    for name, value in list(vars(error).items()):
+        error.__dict__[name] = _redact_tree(value, key)
+    return error
+
+
+def _redact_tree(value: Any, key: str) -> Any:
+    if isinstance(value, str):
+        return value.replace(key, "***") if key in value else value
+    if isinstance(value, dict):
+        return {_redact_tree(k, key): _redact_tree(v, key) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact_tree(item, key) for item in value]
+    return value
+
+
+def _cause_of_type(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """Find ``kind`` among an exception's args, causes and contexts (urllib3 wraps what a body raised)."""
+    seen: set[int] = set()
+    stack: list[Any] = [exc]
+    while stack:
+        current = stack.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        if isinstance(current, kind):
+            return current
+        seen.add(id(current))
+        stack.extend([current.__cause__, current.__context__, *current.args])
+        stack.append(getattr(current, "reason", None))
+    return None

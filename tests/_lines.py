@@ -1,0 +1,41 @@
+"""What differs between Airflow lines in the tests' own use of Airflow internals (not the provider's)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_provider_bctrl.version_compat import AIRFLOW_V_3_2_PLUS
+
+
+def dagbag_class() -> Any:
+    """``DagBag``: ``airflow.dag_processing.dagbag`` from 3.2, ``airflow.models.dagbag`` before."""
+    if AIRFLOW_V_3_2_PLUS:
+        from airflow.dag_processing.dagbag import DagBag
+    else:
+        from airflow.models.dagbag import DagBag
+    return DagBag
+
+
+def _upath_before_0_3() -> bool:
+    from importlib.metadata import version
+
+    from packaging.version import Version
+
+    return Version(version("universal-pathlib")) < Version("0.3")
+
+
+#: How ``ObjectStoragePath`` writes an fsspec memory URI back: ``memory:///bucket/key`` with
+#: universal-pathlib < 0.3 (what Airflow 2.11-3.1 pin), ``memory://bucket/key`` from 0.3 on.
+MEMORY_ROOT = "memory:///" if _upath_before_0_3() else "memory://"
+
+
+def memory_uri(path: str) -> str:
+    """``path`` (``bucket/key``) as this Airflow line's object storage spells a memory URI."""
+    return MEMORY_ROOT + path
+
+
+def attach(protocol: str, *, fs: Any) -> None:
+    """Attach an fsspec filesystem to Airflow's object storage (``airflow.sdk.io`` / ``airflow.io``)."""
+    from airflow.providers.common.compat.sdk import io
+
+    io.attach(protocol, fs=fs)
