@@ -2,7 +2,7 @@
 #
 # Everything runs inside .venv, which is created from `python3` on first use and re-installed when
 # pyproject.toml changes. Nothing here needs anything but python3, make and, for the tests, Debian's
-# chromium (browser tests) and curl (benchmark smoke tests), which `make system-deps` installs as root.
+# chromium (browser tests), curl and node (benchmark smoke tests), which `make system-deps` installs as root.
 
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -87,12 +87,13 @@ venv: $(STAMP) ## Create or update .venv (done automatically by the other target
 
 # ----------------------------------------------------------------------------- browser tests
 
-system-deps: ## Install the Debian packages the tests use: chromium (UI tests), curl (benchmark smoke tests); root only
+system-deps: ## Install the Debian packages the tests use: chromium (UI tests), curl and nodejs (benchmark smoke tests); root only
 	@missing=""; \
 	[ -x "$(CHROMIUM)" ] || missing="chromium"; \
 	command -v curl >/dev/null || missing="$$missing curl"; \
+	command -v node >/dev/null || missing="$$missing nodejs"; \
 	if [ -z "$$missing" ]; then \
-	  echo "==> system packages: chromium ($(CHROMIUM)) and curl are installed"; \
+	  echo "==> system packages: chromium ($(CHROMIUM)), curl and node are installed"; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  echo "==> Installing Debian packages for the tests (apt-get):$$missing"; \
 	  export DEBIAN_FRONTEND=noninteractive; \
@@ -100,6 +101,7 @@ system-deps: ## Install the Debian packages the tests use: chromium (UI tests), 
 	  apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=300 $$missing >/dev/null; \
 	  [ -x "$(CHROMIUM)" ] || { echo "ERROR: apt-get finished but $(CHROMIUM) is missing" >&2; exit 1; }; \
 	  command -v curl >/dev/null || { echo "ERROR: apt-get finished but curl is missing" >&2; exit 1; }; \
+	  command -v node >/dev/null || { echo "ERROR: apt-get finished but node is missing" >&2; exit 1; }; \
 	  echo "==> installed:$$missing"; \
 	else \
 	  echo "NOTE:$$missing missing and this is not root (or not Debian), so nothing was installed."; \
@@ -175,7 +177,7 @@ emulator: $(STAMP) ## Run the local BCTRL emulator on 127.0.0.1:8787 until Ctrl+
 demo: $(STAMP) ## Upload and collect a file against a local BCTRL emulator
 	@"$(PY)" scripts/demo.py
 
-bench: $(STAMP) ## The benchmarks (docs/performance.md); BENCH_ARGS=--quick for a one-minute smoke run
+bench: $(STAMP) ## The benchmarks, production path (https, native server) first (docs/performance.md); BENCH_ARGS=--quick for a smoke run
 	@"$(PY)" benchmarks/run.py $(BENCH_ARGS)
 
 clean: ## Remove build output and caches (keeps .venv)

@@ -43,11 +43,13 @@ def parse_size(text: str) -> int:
 
 
 def size_label(size: int) -> str:
-    """``1073741824`` → ``"1 GiB"``, ``10485760`` → ``"10 MiB"``."""
+    """``1073741824`` → ``"1 GiB"``, ``10485760`` → ``"10 MiB"``, ``65536`` → ``"64 KiB"``."""
     if size >= GIB and size % GIB == 0:
         return f"{size // GIB} GiB"
     if size >= MIB and size % MIB == 0:
         return f"{size // MIB} MiB"
+    if size >= 1024 and size % 1024 == 0:
+        return f"{size // 1024} KiB"
     return f"{size} B"
 
 
@@ -87,9 +89,9 @@ def warm(path: Path) -> None:
 
 
 @contextmanager
-def temp_dir(prefix: str) -> Iterator[Path]:
-    """A temporary directory, removed afterwards."""
-    path = Path(tempfile.mkdtemp(prefix=prefix))
+def temp_dir(prefix: str, parent: Path | None = None) -> Iterator[Path]:
+    """A temporary directory (under ``parent``, default the system temp dir), removed afterwards."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
     try:
         yield path
     finally:

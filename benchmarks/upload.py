@@ -13,14 +13,15 @@ caps everyone at the disk path's ~250 MB/s).
 - ``hook-warm``: the second ``upload_file`` on one hook in one process (times the second only): what
   a call costs once the per-process first-use costs are paid. Information, not a target.
 
-Targets (issue 6): the hook's throughput at least 0.9x curl's (per size; 1 GiB is the headline) and
-its peak RSS growing by less than 32 MiB from the smallest to the largest size. Exit status 1 when
-a target is missed. Usage::
+Target: the hook's peak RSS grows by less than 32 MiB from the smallest to the largest size (exit
+status 1 otherwise). The throughput ratios are information (decision 7): speed is judged on the
+production path, over TLS on a native server, by ``production.py``. Usage::
 
     python benchmarks/upload.py [--sizes 10M,256M,1G] [--rounds 5] [--clients hook,curl,requests] [--tls]
 
-``--tls`` serves https with a throwaway certificate that every client trusts: the transport of the
-real API. The targets are the issue's, over plain http into the emulator; the TLS figures inform.
+``--tls`` serves https from the same Python sink with a throwaway certificate that every client
+trusts; the sink then decrypts in Python and caps every client, so for TLS figures that tell the
+clients apart use ``production.py`` (a native server).
 """
 
 from __future__ import annotations
@@ -60,9 +61,6 @@ from _common import (
 CLIENTS = ("hook", "curl", "requests", "hook-warm")
 #: Uploads one sample of a client makes (hook-warm uploads once untimed, then the timed one).
 UPLOADS_PER_SAMPLE = {"hook-warm": 2}
-TARGET_RATIO = 0.9
-#: The throughput target is judged from this size up (the issue's smallest).
-MIN_JUDGED_SIZE = 10 * MIB
 TARGET_RSS_GROWTH_MIB = 32.0
 #: The multipart framing around the file bytes is a few hundred bytes; more means a wrong body.
 MAX_FRAMING = 4096
@@ -197,30 +195,23 @@ def summarise(
 
 
 def checks(result: dict[str, Any]) -> list[tuple[bool | None, str]]:
-    """The issue's targets as (passed, line) pairs; passed is None for a line that informs only.
+    """The target lines as (passed, line) pairs; passed is None for a line that informs only.
 
-    The throughput target is judged from 10 MiB (the issue's smallest size) up: below that a few
-    milliseconds of fixed per-call cost decide the ratio, not throughput. A ``--quick`` run and a
-    ``--tls`` run (whose server caps every client) inform only, too.
+    The throughput ratios here inform only (decision 7): the speed targets are judged on the
+    production path, over TLS on a native server (``production.py``). This script's sink is a Python
+    server on loopback, the path the emulator sees in users' tests. The hook's flat memory stays a
+    target.
     """
     rows = {(row["label"], row["client"]): row for row in result["summary"]}
     labels = [size_label(size) for size in result["sizes"]]
     lines: list[tuple[bool | None, str]] = []
+    transport = "https, Python sink" if result.get("tls") else "plain http"
     if "hook" in result["clients"] and "curl" in result["clients"]:
-        for size, label in zip(result["sizes"], labels, strict=True):
+        for label in labels:
             ratio = rows[(label, "hook")]["ratio_to_curl"]
-            headline = " (headline)" if label == labels[-1] else ""
-            line = f"hook throughput {ratio:.2f}x curl at {label}{headline} (target >= {TARGET_RATIO}x)"
-            if result.get("quick"):
-                lines.append((None, f"{line} (quick run: information)"))
-            elif result.get("tls"):
-                # The issue's targets are over plain http; this sink decrypts in Python, which caps
-                # every client near 800 MiB/s here, so the TLS ratios inform rather than judge.
-                lines.append((None, f"{line} (TLS run: information)"))
-            elif size < MIN_JUDGED_SIZE:
-                lines.append((None, f"{line} (below {size_label(MIN_JUDGED_SIZE)}: information)"))
-            else:
-                lines.append((ratio >= TARGET_RATIO, line))
+            lines.append(
+                (None, f"hook throughput {ratio:.2f}x curl at {label} over {transport} (information)")
+            )
     if "hook" in result["clients"] and len(labels) > 1:
         growth = rows[(labels[-1], "hook")]["peak_rss_mib"] - rows[(labels[0], "hook")]["peak_rss_mib"]
         lines.append(

@@ -9,6 +9,7 @@ the shape the report reads.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -65,3 +66,67 @@ def test_body_strategies_benchmark_compares_every_body(tmp_path: Path) -> None:
     table = result.stdout.split("multipart body strategies", 1)[1]
     for name in ("toolbelt", "toolbelt-64k", "stream-64k", "stream-1024k"):
         assert f"\n{name} " in table
+
+
+def test_production_benchmark_runs_every_workload_over_tls(tmp_path: Path) -> None:
+    # node (the native TLS server) and curl; tiny sizes, so no ratio is judged (--quick), only bytes.
+    out = tmp_path / "production.json"
+    result = _run(
+        "production.py", "--quick", "--sizes", "256K,1M", "--rounds", "1", "--small-count", "5",
+        "--json", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "production path: https on a native server (Node v" in result.stdout
+    report = json.loads(out.read_text())
+    rows = {(row["workload"], row["label"], row["client"]): row for row in report["summary"]}
+    expected = {
+        (w, label, c)
+        for w in ("upload", "download")
+        for label in ("256 KiB", "1 MiB")
+        for c in ("hook", "curl")
+    }
+    expected |= {("small", "all", client) for client in ("hook", "curl", "requests")}
+    assert set(rows) == expected
+    # Every sample was checked against the server's counters; curl's small uploads shared one connection.
+    assert rows[("small", "all", "curl")]["connections"] == 1
+    assert all(row["seconds"] > 0 and row["peak_rss_mib"] > 0 for row in rows.values())
+    assert report["tmpfs"] == "/dev/shm"
+    for target in (
+        "upload 256 KiB (first in a process",
+        "download 1 MiB (curl + fsync, tmpfs)",
+        "5 uploads of 64 KiB",
+    ):
+        assert f"INFO: {target}" in result.stdout  # ratios at tiny sizes inform only
+    assert "PASS: download hook peak RSS growth 256 KiB -> 1 MiB" in result.stdout
+
+
+def test_production_server_refuses_a_broken_multipart_body(tmp_path: Path) -> None:
+    # The native server checks each upload's framing, so a client that sends the wrong bytes fails the
+    # benchmark instead of looking fast.
+    sys.path.insert(0, str(BENCH))
+    from _common import get_json, loopback_certificate, server_process
+
+    cert, key = loopback_certificate(tmp_path)
+    command = [
+        "node",
+        str(BENCH / "tls_server.js"),
+        "--cert",
+        str(cert),
+        "--key",
+        str(key),
+        "--files-dir",
+        str(tmp_path),
+    ]
+    ready = re.compile(r"listening on (?P<url>https://\S+)")
+    with server_process(command, ready, timeout=60) as (_, match):
+        url = match.group("url")
+        curl = [
+            "curl", "-sS", "--noproxy", "*", "--cacert", str(cert), "-o", "/dev/null", "-w", "%{http_code}",
+            "-H", "Authorization: Bearer x", "-H", "Content-Type: multipart/form-data; boundary=abc",
+            "--data-binary", "not a multipart body", f"{url}/v1/runtimes/rt/files/upload",
+        ]  # fmt: skip
+        answer = subprocess.run(curl, capture_output=True, text=True, timeout=60, check=False)
+        stats = get_json(f"{url}/_bench/stats", cafile=cert)
+    assert answer.stdout == "400", answer.stderr
+    assert stats["badUploads"] == 1
+    assert "does not open with the boundary" in stats["lastBadUpload"]
