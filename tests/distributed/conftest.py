@@ -11,6 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
 
+@pytest.hookimpl(trylast=True)  # after -m has deselected what is not asked for
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Selecting a distributed test without the Celery/S3 packages stops pytest, naming the command to use."""
     import importlib.util
