@@ -59,7 +59,8 @@ DAG_ID = "bctrl_report_pipeline"
 BUCKET = "bctrl-reports"
 S3_CONN_ID = "s3_reports"
 WORKERS = ("w1", "w2")
-WORKER_CONCURRENCY = 2
+#: Task slots per worker (Celery prefork processes); BCTRL_STACK_CONCURRENCY overrides it.
+WORKER_CONCURRENCY = int(os.environ.get("BCTRL_STACK_CONCURRENCY", "2"))
 #: The browser's result file inside each emulated runtime (the DAG's default output_path).
 OUTPUT_PATH = "/tmp/runtime/output/results.json"  # noqa: S108 - a path inside the runtime
 #: Which worker's queue each pinned task goes to (see the module docstring).
@@ -683,6 +684,70 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+# ------------------------------------------------------------------------------------ memory
+
+
+def group_pss_mib(pgid: int) -> tuple[float, int]:
+    """Proportional set size (MiB) summed over a process group, and its process count.
+
+    PSS splits pages shared between forked processes (Celery's prefork pool, each task's supervisor and
+    task process) among them, so the sum is what the group really holds in RAM; RSS would count shared
+    pages once per process.
+    """
+    total_kib, count = 0, 0
+    for line in group_members(pgid):
+        pid = line.split()[0]
+        with contextlib.suppress(OSError, ValueError):
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+            total_kib += int(re.search(r"^Pss:\s+(\d+) kB", rollup, re.MULTILINE).group(1))  # type: ignore[union-attr]
+            count += 1
+    return total_kib / 1024, count
+
+
+class MemorySampler:
+    """Samples every worker's PSS and process count a few times a second, in a background thread."""
+
+    def __init__(self, stack: Stack, interval: float = 0.25) -> None:
+        import threading
+
+        self.samples: dict[str, list[tuple[float, int]]] = {name: [] for name in WORKERS}
+        self._groups = {
+            s.name.removeprefix("worker-"): s.process.pid
+            for s in stack.services
+            if s.name.startswith("worker-")
+        }
+        self._stop = threading.Event()
+        self._interval = interval
+        self._thread = threading.Thread(target=self._run, name="memory-sampler", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for name, pgid in self._groups.items():
+                self.samples[name].append(group_pss_mib(pgid))
+            self._stop.wait(self._interval)
+
+    def __enter__(self) -> MemorySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """Per worker: idle (first sample) and peak PSS in MiB, idle and peak process counts."""
+        result = {}
+        for name, samples in self.samples.items():
+            if samples:
+                result[name] = {
+                    "idle_mib": samples[0][0],
+                    "peak_mib": max(pss for pss, _ in samples),
+                    "idle_processes": samples[0][1],
+                    "peak_processes": max(n for _, n in samples),
+                }
+        return result
+
+
 # ------------------------------------------------------------------------------------ demo
 
 
@@ -716,6 +781,9 @@ def main(argv: list[str] | None = None) -> int:
         "--runs", type=int, default=4, help="runs to trigger at once; every second one with logical_date null"
     )
     parser.add_argument("--keep", action="store_true", help="keep the stack's folder (logs) after stopping")
+    parser.add_argument(
+        "--memory", action="store_true", help="sample the workers' memory (PSS) during the runs"
+    )
     args = parser.parse_args(argv)
     print("==> versions: " + ", ".join(f"{k} {v}" for k, v in _versions().items()))
     root = Path(tempfile.mkdtemp(prefix="bctrl-celery-stack-"))
@@ -730,8 +798,16 @@ def main(argv: list[str] | None = None) -> int:
                 f"api {stack.api_url}, s3 {stack.s3_url}, emulator {stack.emulator.url}"
             )
             triggered = time.monotonic()
-            runs = run_report_pipelines(stack, dates)
+            sampler = MemorySampler(stack)
+            with sampler if args.memory else contextlib.nullcontext():
+                runs = run_report_pipelines(stack, dates)
             print(f"==> {len(runs)} runs finished {time.monotonic() - triggered:.1f} s after the trigger")
+            for name, figures in sampler.summary().items():
+                print(
+                    f"==> worker {name} ({WORKER_CONCURRENCY} slots): PSS idle {figures['idle_mib']:.0f} MiB, "
+                    f"peak {figures['peak_mib']:.0f} MiB; processes idle {figures['idle_processes']:.0f}, "
+                    f"peak {figures['peak_processes']:.0f}"
+                )
             for run in runs:
                 where = ", ".join(f"{task}@{worker_of(host)}" for task, host in sorted(run.hostnames.items()))
                 print(f"  {run.run_id}: {run.state} (logical_date {run.logical_date}) {where}")
