@@ -183,6 +183,8 @@ class Stack:
     emulator: Any = None
     session: requests.Session = field(default_factory=requests.Session)
     timings: dict[str, float] = field(default_factory=dict)
+    #: After stop(): seconds from the stop signal until each service's process group was gone.
+    stop_times: dict[str, float] = field(default_factory=dict)
     #: After stop(): processes and ports still alive (both must be empty).
     leftover_processes: dict[str, list[str]] = field(default_factory=dict)
     leftover_ports: list[int] = field(default_factory=list)
@@ -499,10 +501,10 @@ def stop(stack: Stack) -> None:
     """
     infrastructure = [s for s in stack.services if s.name in ("postgres", "redis", "s3")]
     emulator_pid = stack.emulator.pid if stack.emulator is not None else None
-    _stop_group([s for s in stack.services if s not in infrastructure])
+    _stop_group([s for s in stack.services if s not in infrastructure], stack.stop_times)
     if stack.emulator is not None:
         stack.emulator.stop()
-    _stop_group(infrastructure)
+    _stop_group(infrastructure, stack.stop_times)
     time.sleep(0.2)
     stack.leftover_processes = {
         s.name: members for s in stack.services if (members := group_members(s.process.pid))
@@ -515,17 +517,22 @@ def stop(stack: Stack) -> None:
         shutil.rmtree(stack.pg_data, ignore_errors=True)
 
 
-def _stop_group(services: list[Service]) -> None:
-    """Signal every service's process group at once, wait a bounded time, SIGKILL what is left."""
+def _stop_group(services: list[Service], took: dict[str, float]) -> None:
+    """Signal every service's process group at once, wait a bounded time, SIGKILL what is left.
+
+    ``took`` receives, per service, the seconds until its whole group was gone.
+    """
+    signalled = time.monotonic()
     for service in services:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(service.process.pid, service.stop_signal)
-    deadline = time.monotonic() + STOP_GRACE
+    deadline = signalled + STOP_GRACE
     for service in services:
         with contextlib.suppress(subprocess.TimeoutExpired):
             service.process.wait(timeout=max(0.1, deadline - time.monotonic()))
         while group_members(service.process.pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
+            time.sleep(0.1)
+        took[service.name] = time.monotonic() - signalled
     for service in services:
         if group_members(service.process.pid):
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -535,13 +542,16 @@ def _stop_group(services: list[Service]) -> None:
 
 
 @contextlib.contextmanager
-def running_stack(root: Path) -> Iterator[Stack]:
-    """Start the whole stack under ``root``, wait until healthy, and always stop it (see :func:`stop`)."""
+def running_stack(root: Path, stack: Stack | None = None) -> Iterator[Stack]:
+    """Start the whole stack under ``root``, wait until healthy, and always stop it (see :func:`stop`).
+
+    Pass ``stack`` to keep a handle on it (timings, leftovers) even when starting fails.
+    """
     from airflow_provider_bctrl.testing.emulator import BctrlEmulator
 
     root.mkdir(parents=True, exist_ok=True)
     (root / "logs").mkdir(exist_ok=True)
-    stack = Stack(root=root)
+    stack = stack if stack is not None else Stack(root=root)
     started = time.monotonic()
     try:
         # The emulator, Redis and S3 come up while PostgreSQL initialises its data directory.
@@ -598,6 +608,8 @@ class PipelineRun:
     state: str = ""
     task_states: dict[str, str] = field(default_factory=dict)
     hostnames: dict[str, str] = field(default_factory=dict)
+    #: task_id -> (start_date, end_date) as the REST API gives them (ISO 8601).
+    times: dict[str, tuple[str, str]] = field(default_factory=dict)
     xcoms: dict[str, Any] = field(default_factory=dict)
 
 
@@ -656,6 +668,7 @@ def run_report_pipelines(stack: Stack, logical_dates: list[str | None]) -> list[
         tis = stack.api("GET", f"/dags/{DAG_ID}/dagRuns/{run.run_id}/taskInstances")["task_instances"]
         run.task_states = {ti["task_id"]: ti["state"] for ti in tis}
         run.hostnames = {ti["task_id"]: ti["hostname"] for ti in tis}
+        run.times = {ti["task_id"]: (ti["start_date"], ti["end_date"]) for ti in tis}
         if run.state == "success":
             run.xcoms = {
                 "report": _xcom(stack, run.run_id, "generate_report"),
@@ -677,6 +690,22 @@ def worker_of(hostname: str | None) -> str:
 def tasks_per_worker(runs: list[PipelineRun]) -> Counter[str]:
     """How many task instances each worker ran, from the task instances' hostnames."""
     return Counter(worker_of(host) for run in runs for host in run.hostnames.values())
+
+
+def peak_overlap(runs: list[PipelineRun], worker: str, task_id: str | None = None) -> int:
+    """The most task instances (of ``task_id``, or any) running on ``worker`` at the same moment."""
+    from datetime import datetime
+
+    events = []
+    for run in runs:
+        for task, (start, end) in run.times.items():
+            if worker_of(run.hostnames.get(task)) == worker and start and end and task_id in (None, task):
+                events += [(datetime.fromisoformat(start), 1), (datetime.fromisoformat(end), -1)]
+    peak = current = 0
+    for _, step in sorted(events):
+        current += step
+        peak = max(peak, current)
+    return peak
 
 
 def sha256(data: bytes) -> str:
@@ -790,8 +819,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     dates = [None if n % 2 else f"2025-06-{n + 1:02d}T00:00:00Z" for n in range(args.runs)]
     ok = False
+    stack = Stack(root=root)
     try:
-        with running_stack(root) as stack:
+        with running_stack(root, stack) as stack:
             print(
                 f"==> stack healthy in {stack.timings['start']:.1f} s (services {stack.timings['services']:.1f} s, "
                 f"db migrate {stack.timings['db_migrate']:.1f} s, airflow {stack.timings['airflow_healthy']:.1f} s); "
@@ -806,7 +836,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"==> worker {name} ({WORKER_CONCURRENCY} slots): PSS idle {figures['idle_mib']:.0f} MiB, "
                     f"peak {figures['peak_mib']:.0f} MiB; processes idle {figures['idle_processes']:.0f}, "
-                    f"peak {figures['peak_processes']:.0f}"
+                    f"peak {figures['peak_processes']:.0f}; at most {peak_overlap(runs, name)} tasks "
+                    f"({peak_overlap(runs, name, 'upload_report')} uploads) at once"
                 )
             for run in runs:
                 where = ", ".join(f"{task}@{worker_of(host)}" for task, host in sorted(run.hostnames.items()))
@@ -823,16 +854,11 @@ def main(argv: list[str] | None = None) -> int:
                     ok = False
                     print(f"  MISMATCH: {run.xcoms['downloaded']} is not the collected result")
     finally:
-        print(
-            f"==> stopped in {stack.timings.get('stop', 0):.1f} s" if "stack" in locals() else "==> stopped"
-        )
-        if "stack" in locals():
-            left = [
-                *(f"{k}: {v}" for k, v in stack.leftover_processes.items()),
-                *map(str, stack.leftover_ports),
-            ]
-            print("==> nothing left running" if not left else f"==> LEFT RUNNING: {left}")
-            ok = ok and not left
+        each = ", ".join(f"{k} {v:.1f}" for k, v in stack.stop_times.items())
+        print(f"==> stopped in {stack.timings.get('stop', 0):.1f} s (per group: {each})")
+        left = [*(f"{k}: {v}" for k, v in stack.leftover_processes.items()), *map(str, stack.leftover_ports)]
+        print("==> nothing left running" if not left else f"==> LEFT RUNNING: {left}")
+        ok = ok and not left
         if args.keep or not ok:
             print(f"==> logs kept in {root}/logs")
         else:
