@@ -125,17 +125,23 @@ def poll(what: str, probe: Callable[[], T | None], *, timeout: float, interval: 
     raise TimeoutError(f"Timed out after {timeout:g} s waiting for {what}.")
 
 
-def group_members(pgid: int) -> list[str]:
-    """Live (not zombie) processes of a process group, as ``"pid state command"`` (Linux /proc)."""
+def group_members(leader: int) -> list[str]:
+    """Live (not zombie) processes of the session a service leads, as ``"pid state command"`` (/proc).
+
+    Each service starts in a session of its own (``start_new_session``). Its descendants keep that
+    session even when they move to a process group of their own, as Airflow's task supervisor puts
+    every task process, so the session is what "everything this service started" means.
+    """
     members = []
     for stat_path in Path("/proc").glob("[0-9]*/stat"):
         try:
             stat = stat_path.read_text()
         except OSError:
             continue
+        # Fields after the command (which may hold spaces): state, ppid, pgrp, session, ...
         command, _, rest = stat.rpartition(")")
         fields = rest.split()
-        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != "Z":
+        if len(fields) > 3 and leader in (int(fields[2]), int(fields[3])) and fields[0] != "Z":
             members.append(f"{stat_path.parent.name} {fields[0]} {command.partition('(')[2]}")
     return members
 
@@ -518,7 +524,7 @@ def stop(stack: Stack) -> None:
 
 
 def _stop_group(services: list[Service], took: dict[str, float]) -> None:
-    """Signal every service's process group at once, wait a bounded time, SIGKILL what is left.
+    """Signal every service's process group at once, wait a bounded time, SIGKILL what is left of its session.
 
     ``took`` receives, per service, the seconds until its whole group was gone.
     """
@@ -534,9 +540,9 @@ def _stop_group(services: list[Service], took: dict[str, float]) -> None:
             time.sleep(0.1)
         took[service.name] = time.monotonic() - signalled
     for service in services:
-        if group_members(service.process.pid):
+        for member in group_members(service.process.pid):
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(service.process.pid, signal.SIGKILL)
+                os.kill(int(member.split()[0]), signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 service.process.wait(timeout=10)
 
@@ -717,7 +723,7 @@ def sha256(data: bytes) -> str:
 
 
 def group_pss_mib(pgid: int) -> tuple[float, int]:
-    """Proportional set size (MiB) summed over a process group, and its process count.
+    """Proportional set size (MiB) summed over a service's processes (its session), and their count.
 
     PSS splits pages shared between forked processes (Celery's prefork pool, each task's supervisor and
     task process) among them, so the sum is what the group really holds in RAM; RSS would count shared
