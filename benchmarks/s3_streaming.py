@@ -22,10 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
-from celery_stack import BUCKET, S3_CONN_ID, Stack, _start_s3, stop  # noqa: E402
+from celery_stack import BUCKET, S3_CONN_ID, Stack, start_s3, stop
 
 CHILD = r"""
-import json, os, resource, sys, time
+import json, os, sys, time
 from airflow.sdk import ObjectStoragePath
 from airflow_provider_bctrl.hooks.bctrl import BctrlHook
 
@@ -38,14 +38,19 @@ if mode == "upload":
 else:
     result = hook.download_file(extra, ObjectStoragePath(target, conn_id=os.environ["S3_CONN"]))
 seconds = time.perf_counter() - started
-print(json.dumps({"result": str(result), "seconds": seconds,
-                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+# VmHWM is this address space's own peak (ru_maxrss may carry the forking parent's over exec).
+hwm_kib = int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM:")).split()[1])
+print(json.dumps({"result": str(result), "seconds": seconds, "peak_rss_mib": hwm_kib / 1024}))
 """
 
 
 def _child(mode: str, target: str, extra: str, env: dict[str, str]) -> dict[str, object]:
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, mode, target, extra], env=env, capture_output=True, text=True, check=False
+        [sys.executable, "-c", CHILD, mode, target, extra],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if done.returncode != 0:
         raise RuntimeError(f"{mode} failed:\n{done.stderr[-3000:]}")
@@ -64,7 +69,7 @@ def main() -> int:
     (root / "logs").mkdir()
     stack = Stack(root=root)
     try:
-        _start_s3(stack)
+        start_s3(stack)
         stack.emulator = BctrlEmulator(api_key="bctrl_bench_s3", data_dir=root / "emulator", in_process=False)
         stack.emulator.start()
         runtime_id = stack.emulator.create_runtime()
@@ -94,7 +99,9 @@ def main() -> int:
             up = _child("upload", f"s3://{BUCKET}/{key}", runtime_id, env)
             print(f"| {size_mib} MiB | upload S3 -> BCTRL | {up['seconds']:.2f} | {up['peak_rss_mib']:.0f} |")
             down = _child("download", f"s3://{BUCKET}/bench/output-{size_mib}.bin", str(up["result"]), env)
-            print(f"| {size_mib} MiB | download BCTRL -> S3 | {down['seconds']:.2f} | {down['peak_rss_mib']:.0f} |")
+            print(
+                f"| {size_mib} MiB | download BCTRL -> S3 | {down['seconds']:.2f} | {down['peak_rss_mib']:.0f} |"
+            )
             head = client.head_object(Bucket=BUCKET, Key=f"bench/output-{size_mib}.bin")
             assert head["ContentLength"] == size_mib << 20, head["ContentLength"]
             for name in (key, f"bench/output-{size_mib}.bin"):

@@ -360,7 +360,7 @@ def _start_redis(stack: Stack) -> str:
     return f"redis://127.0.0.1:{port}/0"
 
 
-def _start_s3(stack: Stack) -> None:
+def start_s3(stack: Stack) -> None:
     """moto's S3-compatible server, with the bucket the pipeline writes to."""
     port = free_port()
     service = stack.start("s3", [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], ports=[port])
@@ -564,7 +564,7 @@ def running_stack(root: Path, stack: Stack | None = None) -> Iterator[Stack]:
         with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
             database_future = pool.submit(_start_postgres, stack)
             broker_future = pool.submit(_start_redis, stack)
-            s3_future = pool.submit(_start_s3, stack)
+            s3_future = pool.submit(start_s3, stack)
             stack.emulator = BctrlEmulator(
                 api_key=f"bctrl_celery_{secrets.token_hex(8)}", data_dir=root / "emulator", in_process=False
             ).start()
