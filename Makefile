@@ -169,7 +169,7 @@ demo: $(STAMP) ## Upload and collect a file against a local BCTRL emulator
 	@"$(PY)" scripts/demo.py
 
 demo-celery: celery-system-deps $(CELERY_STAMP) ## Airflow on CeleryExecutor here (2 workers, PostgreSQL, Redis, S3): 4 runs, then stop
-	@"$(CELERY_PY)" scripts/celery_stack.py
+	@"$(CELERY_PY)" scripts/demo_celery.py
 
 bench: $(STAMP) ## The benchmarks (docs/performance.md); BENCH_ARGS=--quick for a one-minute smoke run
 	@"$(PY)" benchmarks/run.py $(BENCH_ARGS)

@@ -1,9 +1,9 @@
 """The provider on a distributed Airflow: CeleryExecutor, two workers, PostgreSQL, Redis, files via S3.
 
-The stack (``scripts/celery_stack.py``, shared with ``make demo-celery``) starts PostgreSQL, Redis, an
-S3 server (moto), the BCTRL emulator, and Airflow's scheduler, dag-processor, triggerer, api-server and
-two Celery workers with their own working directories and TMPDIRs, all on loopback. Several runs of
-``bctrl_report_pipeline`` are triggered at once, half of them with ``"logical_date": null``. The report
+The stack (``scripts/celery_stack.py``) starts PostgreSQL, Redis, an S3 server (moto), the BCTRL
+emulator, and Airflow's scheduler, dag-processor, triggerer, api-server and two Celery workers with their own working directories and TMPDIRs, all on loopback. Several runs of
+``bctrl_report_pipeline`` are triggered at once (``scripts/demo_celery.py``; stack and runs are shared
+with ``make demo-celery``), half of them with ``"logical_date": null``. The report
 is written to S3 on worker w1 and uploaded from S3 on worker w2 (a cluster policy routes them), and the
 collected result is downloaded into S3 on w2. Everything is read back through the REST API, the
 object store and the emulator, then the stack is stopped and nothing may be left running.
@@ -15,17 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
-from celery_stack import (
-    PINNED_TASKS,
-    WORKERS,
-    PipelineRun,
-    Stack,
-    run_report_pipelines,
-    running_stack,
-    sha256,
-    tasks_per_worker,
-    worker_of,
-)
+from celery_stack import PINNED_TASKS, WORKERS, Stack, running_stack
+from demo_celery import PipelineRun, run_report_pipelines, sha256, tasks_per_worker, worker_of
 
 pytestmark = [pytest.mark.distributed, pytest.mark.slow]
 
