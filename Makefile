@@ -23,12 +23,19 @@ AIRFLOW ?= $(NEWEST_AIRFLOW)
 CONSTRAINTS := constraints/airflow-$(NEWEST_AIRFLOW).txt
 # What a non-newest leg runs: everything but the browser and full-deployment tests (their markers in
 # pyproject.toml say why); the newest line runs those too, through `make test`.
-MATRIX_MARKERS ?= not ui and not deployment
+MATRIX_MARKERS ?= not ui and not deployment and not distributed
+# The distributed (CeleryExecutor) leg has its own venv, so its pins (celery<5.7, the amazon provider,
+# moto) never touch .venv's resolution. Re-installed when requirements/celery.txt or pyproject.toml change.
+CELERY_VENV := .venv-celery
+CELERY_PY := $(CELERY_VENV)/bin/python
+CELERY_STAMP := $(CELERY_VENV)/.installed-stamp
 SITE_DIR ?= site
 CHROMIUM := /usr/bin/chromium
 # Type-checked paths: the package, the example DAGs and the scripts, whichever exist yet.
 MYPY_PATHS ?= $(wildcard airflow_provider_bctrl example_dags scripts)
 PYTEST_ARGS ?=
+# DISTRIBUTED=0 leaves test-distributed out of `make test` (.ci/run runs it as a leg of its own).
+DISTRIBUTED ?= 1
 BENCH_ARGS ?=
 # make dist: its tools, installed into .venv on first use (not test extras: the constraints files pin
 # exactly the project's dependencies). make test-wheel: the venv the wheel goes into, and the
@@ -47,12 +54,12 @@ export PIP_NO_INPUT := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help venv system-deps browser-deps test test-matrix lint format typecheck unit docs demo bench clean distclean \
-	dist test-wheel emulator
+	dist test-wheel emulator venv-celery celery-system-deps test-distributed demo-celery
 
 help: ## Show the targets
 	@echo "Usage: make <target>"
 	@echo
-	@awk -F ':.*## ' '/^[a-z-]+:.*## / { printf "  %-13s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+	@awk -F ':.*## ' '/^[a-z-]+:.*## / { printf "  %-18s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
 # ---------------------------------------------------------------------------------------- venv
 
@@ -85,6 +92,23 @@ venv: $(STAMP) ## Create or update .venv (done automatically by the other target
 	echo "==> .venv-airflow-$* ready ($$((SECONDS - start)) s): $$(.venv-airflow-$*/bin/airflow version 2>/dev/null | tail -n1)"
 	@touch "$@"
 
+$(CELERY_STAMP): requirements/celery.txt pyproject.toml
+	@if ! [ -x "$(CELERY_PY)" ] || ! "$(CELERY_PY)" -c 'import sys' 2>/dev/null; then \
+	  echo "==> Creating $(CELERY_VENV) with $$($(PYTHON) --version 2>&1)"; \
+	  rm -rf "$(CELERY_VENV)"; \
+	  "$(PYTHON)" -m venv "$(CELERY_VENV)"; \
+	fi
+	@echo "==> Installing requirements/celery.txt + the checkout into $(CELERY_VENV) (first time: a few minutes)"
+	@start=$$SECONDS; \
+	"$(CELERY_PY)" -m pip install --quiet --progress-bar off --no-deps -r requirements/celery.txt 2>&1 | $(PIP_FILTER); \
+	PYTHONWARNINGS="ignore:Editable installation" \
+	  "$(CELERY_PY)" -m pip install --quiet --progress-bar off --no-deps -e . 2>&1 | $(PIP_FILTER); \
+	"$(CELERY_PY)" -m pip check >/dev/null || { "$(CELERY_PY)" -m pip check >&2; exit 1; }; \
+	echo "==> $(CELERY_VENV) ready ($$((SECONDS - start)) s)"
+	@touch "$@"
+
+venv-celery: $(CELERY_STAMP) ## Create or update .venv-celery (the distributed leg's venv)
+
 # ----------------------------------------------------------------------------- browser tests
 
 system-deps: ## Install the Debian packages the tests use: chromium (UI tests), curl and nodejs (benchmark smoke tests); root only
@@ -110,15 +134,35 @@ system-deps: ## Install the Debian packages the tests use: chromium (UI tests), 
 
 browser-deps: system-deps ## The same as system-deps (its former name)
 
+celery-system-deps: ## Install the Debian packages of the distributed leg: postgresql, redis-server; root only
+	@missing=""; \
+	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="postgresql"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	if [ -z "$$missing" ]; then \
+	  echo "==> system packages: postgresql and redis-server are installed"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "==> Installing Debian packages for the distributed leg (apt-get):$$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq; \
+	  apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=300 $$missing >/dev/null; \
+	  ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || { echo "ERROR: apt-get finished but postgresql is missing" >&2; exit 1; }; \
+	  command -v redis-server >/dev/null || { echo "ERROR: apt-get finished but redis-server is missing" >&2; exit 1; }; \
+	  echo "==> installed:$$missing"; \
+	else \
+	  echo "NOTE:$$missing missing and this is not root (or not Debian), so nothing was installed."; \
+	  echo "      The distributed leg will fail until you run: sudo apt-get install$$missing"; \
+	fi
+
 # ------------------------------------------------------------------------------------ checks
 
-test: system-deps $(STAMP) ## lint, typecheck, all tests, docs build (CI then runs test-wheel)
+test: system-deps $(STAMP) ## lint, typecheck, all tests (the distributed leg too; DISTRIBUTED=0 leaves it out), docs build (CI then runs test-wheel)
 	@failed=(); summary=(); \
-	for step in lint typecheck unit docs; do \
+	steps=(lint typecheck unit); [ "$(DISTRIBUTED)" = 0 ] || steps+=(test-distributed); steps+=(docs); \
+	for step in "$${steps[@]}"; do \
 	  echo; echo "==================== make $$step"; \
 	  start=$$SECONDS; \
 	  if $(MAKE) $$step; then status=ok; else status=FAILED; failed+=("$$step"); fi; \
-	  summary+=("$$(printf '  %-10s %-7s %5ss' "$$step" "$$status" "$$((SECONDS - start))")"); \
+	  summary+=("$$(printf '  %-16s %-7s %5ss' "$$step" "$$status" "$$((SECONDS - start))")"); \
 	done; \
 	echo; echo "==================== summary"; printf '%s\n' "$${summary[@]}"; \
 	if [ $${#failed[@]} -gt 0 ]; then echo "make test: FAILED: $${failed[*]}"; exit 1; fi; \
@@ -144,9 +188,16 @@ format: $(STAMP) ## Apply ruff's fixes and formatting
 typecheck: $(STAMP) ## mypy
 	"$(BIN)/mypy" $(MYPY_PATHS)
 
-unit: $(STAMP) ## pytest only (all tests, slow ones included); PYTEST_ARGS="-k x" to narrow
-	@rc=0; "$(PY)" -m pytest $(PYTEST_ARGS) || rc=$$?; \
+unit: $(STAMP) ## pytest in .venv: every test but the distributed leg; PYTEST_ARGS="-k x" to narrow
+	@rc=0; "$(PY)" -m pytest -m "not distributed" $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "ERROR: pytest collected no tests (exit 5); that counts as a failure." >&2; fi; \
+	exit $$rc
+
+test-distributed: celery-system-deps $(CELERY_STAMP) ## The CeleryExecutor test (PostgreSQL, Redis, S3, 2 workers) in .venv-celery
+	@start=$$SECONDS; rc=0; \
+	"$(CELERY_PY)" -m pytest -m distributed tests/distributed -p no:cacheprovider -q -s -rA $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "ERROR: pytest collected no distributed test (exit 5)." >&2; fi; \
+	echo "==> test-distributed exited $$rc after $$((SECONDS - start)) s"; \
 	exit $$rc
 
 docs: $(STAMP) ## mkdocs build --strict into ./site
@@ -177,12 +228,15 @@ emulator: $(STAMP) ## Run the local BCTRL emulator on 127.0.0.1:8787 until Ctrl+
 demo: $(STAMP) ## Upload and collect a file against a local BCTRL emulator
 	@"$(PY)" scripts/demo.py
 
+demo-celery: celery-system-deps $(CELERY_STAMP) ## Airflow on CeleryExecutor here (2 workers, PostgreSQL, Redis, S3): 4 runs, then stop
+	@"$(CELERY_PY)" scripts/demo_celery.py
+
 bench: $(STAMP) ## The benchmarks, production path (https, native server) first (docs/performance.md); BENCH_ARGS=--quick for a smoke run
 	@"$(PY)" benchmarks/run.py $(BENCH_ARGS)
 
 clean: ## Remove build output and caches (keeps .venv)
 	rm -rf "$(SITE_DIR)" build dist .pytest_cache .mypy_cache .ruff_cache *.egg-info
-	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +
+	find . \( -path ./$(VENV) -o -path ./$(CELERY_VENV) \) -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +
 
-distclean: clean ## clean, and remove .venv, .venv-wheel and the .venv-airflow-* venvs too
-	rm -rf "$(VENV)" "$(WHEEL_VENV)" .venv-airflow-*
+distclean: clean ## clean, and remove .venv, .venv-wheel, .venv-celery and the .venv-airflow-* venvs too
+	rm -rf "$(VENV)" "$(WHEEL_VENV)" "$(CELERY_VENV)" .venv-airflow-*

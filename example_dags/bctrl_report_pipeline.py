@@ -3,17 +3,22 @@
 # mypy: disable-error-code="arg-type, index"
 r"""Daily report through a BCTRL browser runtime: generate, upload, let the browser work, collect.
 
-1. ``generate_report`` writes today's CSV report to ``report_base``: the worker's temp folder by default,
-   or object storage (``s3://bucket/reports`` with ``report_conn_id``) so that the upload can run on
-   another worker (Celery, Kubernetes).
-2. ``upload_report`` puts it into the runtime's workspace (``inputs/report-<ds>.csv``); the upload is also
-   kept as a durable space file whose id is pushed as the ``file_id`` XCom.
+1. ``generate_report`` writes the day's CSV report to ``report_base``: the worker's temp folder by
+   default, or object storage (``s3://bucket/reports`` with ``report_conn_id``) so that the upload can
+   run on another worker (Celery, Kubernetes).
+2. ``upload_report`` puts it into the runtime's workspace (``inputs/report-<day>.csv``); the upload is
+   also kept as a durable space file whose id is pushed as the ``file_id`` XCom.
 3. ``run_browser_agent`` is a **placeholder for your own step**: in real life it asks the BCTRL runtime
    (an agent or your Playwright script) to read the report and write its result to ``output_path``.
    Here it only logs what it would ask for, so the result file has to be in the runtime already.
 4. ``collect_results`` copies ``output_path`` out of the runtime into durable storage and records it as
    a run artifact; the ids are pushed as ``file_id`` and ``artifact_id``.
-5. ``hand_off`` receives those ids the two ways Airflow offers: an ``XComArg`` and a Jinja template.
+5. ``download_results`` streams the collected file next to the report (``report_base`` again: object
+   storage when set), so the result is readable outside BCTRL whichever worker ran the task.
+6. ``hand_off`` receives those ids the two ways Airflow offers: an ``XComArg`` and a Jinja template.
+
+``<day>`` is the run's logical date, or for a run without one (``"logical_date": null``, the default of
+a trigger from the UI or the REST API in Airflow 3) the day it was triggered: such runs have no ``ds``.
 
 Configuration, all changeable without editing this file:
 
@@ -48,12 +53,23 @@ from typing import Any
 
 from airflow.providers.common.compat.sdk import DAG, ObjectStoragePath, Param, get_current_context, task
 
+from airflow_provider_bctrl.operators.files import BctrlDownloadFileOperator
 from airflow_provider_bctrl.operators.runtime_files import BctrlCollectFileOperator, BctrlUploadFileOperator
 
 #: The runtime comes from the run's params, falling back to an Airflow Variable. Rendered at run time
 #: only, so parsing this file never reads a Variable.
 RUNTIME_ID = "{{ params.runtime_id or var.value.get('bctrl_runtime_id', '') }}"
 CONN_ID = "{{ params.bctrl_conn_id }}"
+#: The day the report is about. A run triggered with "logical_date": null has no ``ds`` (nor
+#: ``logical_date``) in its context, so fall back to when the run was due: dag_run is always there.
+REPORT_DAY = "{{ (dag_run.logical_date or dag_run.run_after) | ds }}"
+
+
+def report_day(context: Any) -> str:
+    """``REPORT_DAY`` for Python code: the logical date's day, else the day the run was due."""
+    dag_run = context["dag_run"]
+    return str((dag_run.logical_date or dag_run.run_after).strftime("%Y-%m-%d"))
+
 
 with DAG(
     dag_id="bctrl_report_pipeline",
@@ -103,11 +119,12 @@ with DAG(
         )
         folder.mkdir(parents=True, exist_ok=True)
         report = folder / "report.csv"
+        day = report_day(context)
         with report.open("w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
             writer.writerow(["date", "site", "url"])
             for site in ("alpha", "beta", "gamma"):
-                writer.writerow([context["ds"], site, f"https://{site}.example.com/"])
+                writer.writerow([day, site, f"https://{site}.example.com/"])
         return str(report)  # a local path, or a URI the upload streams from object storage
 
     upload = BctrlUploadFileOperator(
@@ -116,9 +133,9 @@ with DAG(
         runtime_id=RUNTIME_ID,
         source=generate_report(),
         source_conn_id="{{ params.report_conn_id }}",
-        name="report-{{ ds }}.csv",
+        name=f"report-{REPORT_DAY}.csv",
         runtime_path="inputs/",
-        metadata={"report_date": "{{ ds }}", "dag_run": "{{ run_id }}"},
+        metadata={"report_date": REPORT_DAY, "dag_run": "{{ run_id }}"},
     )
 
     @task
@@ -140,17 +157,27 @@ with DAG(
         bctrl_conn_id=CONN_ID,
         runtime_id=RUNTIME_ID,
         path="{{ params.output_path }}",
-        name="results-{{ ds }}.json",
+        name=f"results-{REPORT_DAY}.json",
         artifact={
             "kind": "report",
-            "name": "results-{{ ds }}",
+            "name": f"results-{REPORT_DAY}",
             "metadata": {
-                "report_date": "{{ ds }}",
+                "report_date": REPORT_DAY,
                 "report_file_id": "{{ ti.xcom_pull(task_ids='upload_report', key='file_id') }}",
             },
         },
     )
     run_browser_agent(upload.output) >> collect
+
+    BctrlDownloadFileOperator(
+        task_id="download_results",
+        bctrl_conn_id=CONN_ID,
+        file_id=collect.output["file_id"],
+        # The report's folder (trailing "/": keep the stored name): object storage when report_base
+        # is, so the bytes stream from BCTRL straight into the bucket, with no local copy.
+        destination="{{ ti.xcom_pull(task_ids='generate_report').rsplit('/', 1)[0] }}/",
+        destination_conn_id="{{ params.report_conn_id }}",
+    )
 
     @task
     def hand_off(file_id: str, artifact_id: str, staged_name: str) -> dict[str, str]:

@@ -40,6 +40,10 @@ from airflow.providers.common.compat.sdk import Param, Variable, dag, get_curren
 
 from airflow_provider_bctrl.operators.runtime_files import BctrlCollectFileOperator, BctrlUploadFileOperator
 
+#: The day the report is about: the logical date's, or for a run triggered with "logical_date": null
+#: (which has no ``ds`` in its context) the day the run was due.
+REPORT_DAY = "{{ (dag_run.logical_date or dag_run.run_after) | ds }}"
+
 
 @dag(
     dag_id="bctrl_report_taskflow",
@@ -91,11 +95,13 @@ def bctrl_report_taskflow() -> None:
         out_dir = Path(tempfile.gettempdir()) / "bctrl-example-reports" / context["dag"].dag_id / run_dir
         out_dir.mkdir(parents=True, exist_ok=True)
         report = out_dir / "report.csv"
+        dag_run = context["dag_run"]
+        day = (dag_run.logical_date or dag_run.run_after).strftime("%Y-%m-%d")
         with report.open("w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
             writer.writerow(["date", "site", "url"])
             for site in ("alpha", "beta", "gamma"):
-                writer.writerow([context["ds"], site, f"https://{site}.example.com/"])
+                writer.writerow([day, site, f"https://{site}.example.com/"])
         return str(report)
 
     @task
@@ -116,21 +122,21 @@ def bctrl_report_taskflow() -> None:
         bctrl_conn_id="{{ params.bctrl_conn_id }}",
         runtime_id=runtime_id,
         source=generate_report(),
-        name="report-{{ ds }}.csv",
+        name=f"report-{REPORT_DAY}.csv",
         runtime_path="inputs/",
-        metadata={"report_date": "{{ ds }}"},
+        metadata={"report_date": REPORT_DAY},
     )
     collect = BctrlCollectFileOperator(
         task_id="collect_results",
         bctrl_conn_id="{{ params.bctrl_conn_id }}",
         runtime_id=runtime_id,
         path="{{ params.output_path }}",
-        name="results-{{ ds }}.json",
+        name=f"results-{REPORT_DAY}.json",
         artifact={
             "kind": "report",
-            "name": "results-{{ ds }}",
+            "name": f"results-{REPORT_DAY}",
             # XComArgs work inside the mapping too; this one also makes upload_report upstream.
-            "metadata": {"report_file_id": upload.output["file_id"], "report_date": "{{ ds }}"},
+            "metadata": {"report_file_id": upload.output["file_id"], "report_date": REPORT_DAY},
         },
     )
     run_browser_agent(upload.output) >> collect

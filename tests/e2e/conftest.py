@@ -55,6 +55,8 @@ def _register(dag: Any) -> None:
 
 
 _run_counter = itertools.count(1)
+#: run_dag's default: a fresh logical date per call. Pass ``logical_date=None`` for a run without one.
+AUTO = object()
 
 
 @pytest.fixture
@@ -63,15 +65,15 @@ def run_dag(airflow_db: None, bctrl_conn_env: str) -> Callable[..., DagRunResult
 
     DAGs from ``example_dags/`` are found by Airflow itself; DAGs built in a test are registered first.
     Each call gets its own logical date (2030-01-01 plus one day per call) unless one is given, so
-    runs never replace each other.
+    runs never replace each other. ``logical_date=None`` makes a run without a logical date, like a
+    trigger from the UI or REST API with ``"logical_date": null`` (no ``ds`` in its context).
     """
     import pendulum
 
-    def run(dag: Any, *, conf: dict[str, Any] | None = None, logical_date: Any = None) -> DagRunResult:
+    def run(dag: Any, *, conf: dict[str, Any] | None = None, logical_date: Any = AUTO) -> DagRunResult:
         if not Path(dag.fileloc).resolve().is_relative_to(EXAMPLE_DAGS):
             _register(dag)
-
-        if logical_date is None:
+        if logical_date is AUTO:
             logical_date = pendulum.datetime(2030, 1, 1, tz="UTC").add(days=next(_run_counter))
         dagrun = dag.test(logical_date=logical_date, run_conf=conf)
         return collect_run(dag.dag_id, dagrun.run_id)

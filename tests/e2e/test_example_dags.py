@@ -82,6 +82,12 @@ def _check_report_run(
     assert stored_result["runtimeId"] == runtime_id
     assert stored_result["sha256"] == hashlib.sha256(output).hexdigest()
     artifact = _artifact(emu, artifact_id)
+    if "download_results" in {task for task, _ in result.task_states}:
+        # Downloaded next to the report, under the stored name, with the collected bytes.
+        written = result.xcom("download_results")
+        folder, name = written.removeprefix("file://").rsplit("/", 1)
+        assert (folder, name) == (source.rsplit("/", 1)[0], f"results-{ds}.json")
+        assert _read(written) == output
     assert artifact["fileId"] == file_id
     assert artifact["kind"] == "report"
     assert artifact["name"] == f"results-{ds}"
@@ -89,6 +95,12 @@ def _check_report_run(
     assert artifact["metadata"]["report_date"] == ds
     assert artifact["metadata"]["report_file_id"] == staged["id"]
     return staged, collected
+
+
+def _read(location: str) -> bytes:
+    from airflow.sdk import ObjectStoragePath
+
+    return ObjectStoragePath(location).read_bytes()
 
 
 def test_report_pipeline(run_dag, emu: BctrlEmulator, runtime_id: str, load_example) -> None:
@@ -134,6 +146,30 @@ def test_report_pipeline_with_the_report_in_object_storage(
     staged = result.xcom("upload_report")
     assert _stored(emu, staged["id"])["sha256"] == hashlib.sha256(report_bytes).hexdigest()
     assert emu.read_runtime_file(runtime_id, staged["runtimePath"]) == report_bytes
+    # The collected result was streamed back into the same object storage folder.
+    written = result.xcom("download_results")
+    assert written == f"{source.rsplit('/', 1)[0]}/results-2031-03-16.json"
+    collected = _stored(emu, result.xcom("collect_results", "file_id"))
+    assert hashlib.sha256(ObjectStoragePath(written).read_bytes()).hexdigest() == collected["sha256"]
+
+
+@pytest.mark.parametrize("dag_id", ["bctrl_report_pipeline", "bctrl_report_taskflow"])
+def test_report_dags_run_without_a_logical_date(
+    run_dag, emu: BctrlEmulator, runtime_id: str, load_example, dag_id: str
+) -> None:
+    """A run with no logical date (UI/REST trigger with "logical_date": null) has no ``ds``: still works.
+
+    The report is dated by the day the run was due (its ``run_after``; ``dag.test()`` makes that now).
+    """
+    output = _browser_output(emu, runtime_id)
+    before = pendulum.now("UTC").to_date_string()
+
+    result = run_dag(load_example(dag_id), conf={"runtime_id": runtime_id}, logical_date=None)
+
+    after = pendulum.now("UTC").to_date_string()
+    day = result.xcom("upload_report")["name"].removeprefix("report-").removesuffix(".csv")
+    assert day in {before, after}, result.xcom("upload_report")
+    _check_report_run(result, emu, runtime_id, day, output)
 
 
 def test_report_pipeline_takes_runtime_from_variable(

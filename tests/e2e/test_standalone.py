@@ -25,7 +25,14 @@ pytestmark = [pytest.mark.deployment, pytest.mark.slow]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DAG_ID = "bctrl_report_pipeline"
-TASKS = {"generate_report", "upload_report", "run_browser_agent", "collect_results", "hand_off"}
+TASKS = {
+    "generate_report",
+    "upload_report",
+    "run_browser_agent",
+    "collect_results",
+    "download_results",
+    "hand_off",
+}
 KEY = "bctrl_standalone_Gg8secretNn36"
 OUTPUT_PATH = "/tmp/runtime/output/results.json"  # inside the emulated runtime
 LOGICAL_DATE = "2025-06-01T00:00:00Z"
@@ -144,6 +151,10 @@ def test_report_pipeline_runs_in_a_real_deployment(deployment: Standalone, emula
     assert stored[collected_file_id]["source"] == "runtime"
     assert artifact_id in artifacts
     assert collected_file_id != upload_file_id
+
+    downloaded = _xcom(deployment, run_id, "download_results", "return_value")
+    assert downloaded.endswith(f"/results-{DS}.json")
+    assert Path(downloaded.removeprefix("file://")).read_bytes() == browser_output
 
     handed = _xcom(deployment, run_id, "hand_off", "return_value")
     assert handed == {
