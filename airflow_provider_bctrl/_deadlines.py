@@ -164,9 +164,12 @@ def read_body(raw: Any, read_timeout: float, *, download: bool) -> Iterator[byte
             )
         window_bytes += len(chunk)
         if download and now - window_start >= window:
-            if window_bytes < LOW_SPEED_BYTES * window:
+            # The speed over the time that really passed: a chunk can arrive long after the window
+            # ended, and comparing with one window's worth would halve the limit.
+            elapsed = now - window_start
+            if window_bytes < LOW_SPEED_BYTES * elapsed:
                 raise AnswerTooSlow(
-                    f"sent the download at {window_bytes / (now - window_start):.0f} bytes/s over {window:g} s, "
+                    f"sent the download at {window_bytes / elapsed:.0f} bytes/s over {elapsed:.1f} s, "
                     f"below the {LOW_SPEED_BYTES} bytes/s the hook waits for"
                 )
             window_start, window_bytes = now, 0

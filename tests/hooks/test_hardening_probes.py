@@ -1,0 +1,185 @@
+"""Issue 12, second probe: other values of each hardened class, written without reading the first tests.
+
+Each test names its class and the values that got through before. The servers are raw sockets on
+loopback (``tests/_loopback.py``), not the emulator.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _loopback import LoopbackServer
+
+from airflow_provider_bctrl.exceptions import BctrlInputError, BctrlTransportError
+from airflow_provider_bctrl.hooks.bctrl import BctrlHook
+
+KEY = "bctrl_probe_key_9876543210"
+STAGED = {"id": "f1", "name": "n", "runtimeId": "r", "runtimePath": "p", "sizeBytes": 3, "expiresAt": None}
+
+
+def _use(monkeypatch: pytest.MonkeyPatch, url: str, **extra: Any) -> None:
+    connection = {"conn_type": "bctrl", "host": url, "password": KEY, "extra": extra}
+    monkeypatch.setenv("AIRFLOW_CONN_BCTRL_DEFAULT", json.dumps(connection))
+
+
+def _read_request(conn: socket.socket) -> bytes:
+    """Read one request's head and body (by Content-Length); return the request line."""
+    conn.settimeout(10)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return b""
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    while len(rest) < length:
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        rest += chunk
+    return head.split(b"\r\n")[0]
+
+
+@pytest.fixture
+def raw_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Callable[[socket.socket], None]], str]]:
+    """Start a raw loopback server with ``handle`` and point the default connection at it."""
+    started: list[LoopbackServer] = []
+
+    def start(handle: Callable[[socket.socket], None]) -> str:
+        server = LoopbackServer(handle, max_seconds=60)
+        started.append(server)
+        url = f"http://127.0.0.1:{server.port}"
+        _use(monkeypatch, url)
+        return url
+
+    yield start
+    for server in started:
+        server.close()
+
+
+# ---------------------------------------------------------------- class 2: a download that trickles
+
+
+def test_download_below_the_speed_limit_in_bursts_ends_within_a_few_timeouts(
+    raw_server: Callable[[Callable[[socket.socket], None]], str], tmp_path: Path
+) -> None:
+    """900 bytes every 0.9 s is 1,000 bytes/s, below the 1,024 bytes/s limit; each burst arrives just
+    after a 1 s window ended, so a check against one window's worth (1,024 bytes) let 1,800 bytes
+    over 1.8 s pass, window after window, until the server gave up (36 s)."""
+
+    def handle(conn: socket.socket) -> None:
+        _read_request(conn)
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 100000\r\n\r\n"
+        )
+        for _ in range(40):
+            conn.sendall(b"x" * 900)
+            time.sleep(0.9)
+
+    raw_server(handle)
+    hook = BctrlHook(timeout=1, max_retries=0)
+    started = time.monotonic()
+    with pytest.raises(BctrlTransportError, match="below the 1024 bytes/s"):
+        hook.download_file("file-1", tmp_path / "out.bin")
+    assert time.monotonic() - started < 6
+    assert not (tmp_path / "out.bin").exists()
+
+
+# ---------------------------------------------------------------- class 1: ids that change the path
+
+#: Values that are '.', '..' or a separator after Unicode compatibility folding (NFKC), or cannot be
+#: sent as UTF-8 at all.
+FOLDING_OR_UNSENDABLE_IDS = ["\uff0e", "\uff0e\uff0e", "\u2024\u2024", "\ufe52", "a\uff0fb", "x\uff1fy", "\ud800"]
+
+
+@pytest.mark.parametrize("bad_id", FOLDING_OR_UNSENDABLE_IDS, ids=ascii)
+@pytest.mark.parametrize("method", ["get_file", "download", "upload", "stage", "stage_file_id", "collect", "collect_space"])
+def test_ids_that_fold_to_path_syntax_or_are_not_utf8_are_refused_before_sending(
+    raw_server: Callable[[Callable[[socket.socket], None]], str], tmp_path: Path, bad_id: str, method: str
+) -> None:
+    seen: list[bytes] = []
+    raw_server(lambda conn: seen.append(_read_request(conn)))
+    source = tmp_path / "in.txt"
+    source.write_text("abc")
+    hook = BctrlHook(timeout=1, max_retries=0)
+    calls: dict[str, Callable[[], Any]] = {
+        "get_file": lambda: hook.get_file(bad_id),
+        "download": lambda: hook.download_file(bad_id, tmp_path / "out.bin"),
+        "upload": lambda: hook.upload_file(bad_id, source),
+        "stage": lambda: hook.stage_file(bad_id, "file-1"),
+        "stage_file_id": lambda: hook.stage_file("rt-1", bad_id),
+        "collect": lambda: hook.collect_file(bad_id, "/tmp/x", space_id="sp-1"),
+        "collect_space": lambda: hook.collect_file("rt-1", "/tmp/x", space_id=bad_id),
+    }
+    with pytest.raises(BctrlInputError):
+        calls[method]()
+    assert seen == []
+
+
+def test_accented_ids_are_still_sent_quoted(
+    raw_server: Callable[[Callable[[socket.socket], None]], str],
+) -> None:
+    """The folding rule refuses only what folds into path syntax; other non-ASCII ids pass, quoted."""
+    seen: list[bytes] = []
+
+    def handle(conn: socket.socket) -> None:
+        seen.append(_read_request(conn))
+        body = json.dumps({"id": "f", "name": "n", "sizeBytes": 1}).encode()
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+        )
+
+    raw_server(handle)
+    BctrlHook(timeout=2, max_retries=0).get_file("caf\u00e9")
+    assert seen == [b"GET /v1/files/caf%C3%A9 HTTP/1.1"]
+
+
+# ---------------------------------------------------------------- class 10: one rule for every text field
+
+LONE_SURROGATE = "a\udc80"
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda h, src: h.upload_file("rt-1", src, name=LONE_SURROGATE),
+        lambda h, src: h.upload_file("rt-1", src, runtime_path=LONE_SURROGATE),
+        lambda h, src: h.upload_file("rt-1", src, destination_path=LONE_SURROGATE),
+        lambda h, src: h.upload_file("rt-1", src, metadata={"k": LONE_SURROGATE}),
+        lambda h, src: h.collect_file("rt-1", "/" + LONE_SURROGATE, space_id="sp-1"),
+        lambda h, src: h.collect_file("rt-1", "/x", space_id="sp-1", artifact={"name": LONE_SURROGATE}),
+        lambda h, src: h.stage_file("rt-1", "f-1", runtime_path=LONE_SURROGATE),
+    ],
+    ids=["upload-name", "upload-runtime_path", "upload-destination_path", "upload-metadata",
+         "collect-path", "collect-artifact-name", "stage-runtime_path"],
+)
+def test_text_that_cannot_be_sent_as_utf8_is_refused_before_sending(
+    raw_server: Callable[[Callable[[socket.socket], None]], str],
+    tmp_path: Path,
+    call: Callable[[BctrlHook, Path], Any],
+) -> None:
+    seen: list[bytes] = []
+    raw_server(lambda conn: seen.append(_read_request(conn)))
+    source = tmp_path / "in.txt"
+    source.write_text("abc")
+    with pytest.raises(BctrlInputError, match="surrogate|JSON"):
+        call(BctrlHook(timeout=1, max_retries=0), source)
+    assert seen == []
+
+
+@pytest.mark.parametrize("path", ["out/\uff0e\uff0e/x", "out\uff0f..\uff0fx"], ids=ascii)
+def test_path_segments_that_fold_to_dot_dot_are_refused(path: str) -> None:
+    hook = BctrlHook(timeout=1, max_retries=0)
+    with pytest.raises(BctrlInputError, match="segments"):
+        hook.stage_file("rt-1", "f-1", runtime_path=path)
