@@ -35,6 +35,7 @@ from airflow_provider_bctrl._http import (
     body_chunks,
     json_object,
     new_session,
+    redacted_cause,
     send,
     too_slow,
     transport_error,
@@ -508,9 +509,13 @@ class BctrlHook(BaseHook):
                 if expected is None:
                     self._check_size(file_id, received, encoding)
         except AnswerTooSlow as exc:
-            raise too_slow(exc, "download", self.settings, idempotent=True) from exc
+            raise too_slow(exc, "download", self.settings, idempotent=True) from redacted_cause(
+                exc, self.settings
+            )
         except requests.RequestException as exc:
-            raise transport_error(exc, "download", self.settings, idempotent=True) from exc
+            raise transport_error(exc, "download", self.settings, idempotent=True) from redacted_cause(
+                exc, self.settings
+            )
         finally:
             response.close()
         progress.done = received

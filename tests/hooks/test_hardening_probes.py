@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from _loopback import LoopbackServer
 
 from airflow_provider_bctrl.exceptions import BctrlInputError, BctrlTransportError
@@ -183,3 +184,55 @@ def test_path_segments_that_fold_to_dot_dot_are_refused(path: str) -> None:
     hook = BctrlHook(timeout=1, max_retries=0)
     with pytest.raises(BctrlInputError, match="segments"):
         hook.stage_file("rt-1", "f-1", runtime_path=path)
+
+
+# ---------------------------------------------------------------- class 3: a server that echoes the key
+
+
+def _echo_key_in(template: bytes) -> Callable[[socket.socket], None]:
+    """A handler that answers ``template`` with ``{K}`` replaced by the key from the request."""
+
+    def handle(conn: socket.socket) -> None:
+        _read_request(conn)
+        conn.sendall(template.replace(b"{K}", KEY.encode()))
+        time.sleep(0.3)
+
+    return handle
+
+
+@pytest.mark.parametrize(
+    ("template", "call"),
+    [
+        (b"HTTP/1.1 {K}\r\n\r\n", lambda h, d: h.stage_file("rt-1", "f-1")),
+        (b"HTTP/1.1 2{K} OK\r\n\r\n", lambda h, d: h.whoami()),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{K}\r\n",
+            lambda h, d: h.whoami(),
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n{K}\r\n",
+            lambda h, d: h.download_file("f-1", d / "out.bin"),
+        ),
+    ],
+    ids=["status-line-post", "status-code-get", "chunk-size-json", "chunk-size-download"],
+)
+def test_a_key_echoed_below_http_stays_out_of_the_printed_exception_chain(
+    raw_server: Callable[[Callable[[socket.socket], None]], str],
+    tmp_path: Path,
+    template: bytes,
+    call: Callable[[BctrlHook, Path], Any],
+) -> None:
+    """requests and urllib3 quote a broken status line or chunk size in their own errors; the typed
+    error is raised from them, and a task log prints the whole chain."""
+    import pickle
+    import traceback
+
+    raw_server(_echo_key_in(template))
+    with pytest.raises(BctrlTransportError) as caught:
+        call(BctrlHook(timeout=1, max_retries=0), tmp_path)
+    error = caught.value
+    printed = "".join(traceback.format_exception(error))
+    assert KEY not in printed
+    assert isinstance(error.__cause__, requests.RequestException)  # still chained, for its type
+    assert KEY.encode() not in pickle.dumps(error)
+    assert KEY not in repr(vars(error))
