@@ -17,7 +17,7 @@ import pytest
 import requests
 from _loopback import LoopbackServer
 
-from airflow_provider_bctrl.exceptions import BctrlInputError, BctrlTransportError
+from airflow_provider_bctrl.exceptions import BctrlConnectionConfigError, BctrlInputError, BctrlTransportError
 from airflow_provider_bctrl.hooks.bctrl import BctrlHook
 
 KEY = "bctrl_probe_key_9876543210"
@@ -236,3 +236,39 @@ def test_a_key_echoed_below_http_stays_out_of_the_printed_exception_chain(
     assert isinstance(error.__cause__, requests.RequestException)  # still chained, for its type
     assert KEY.encode() not in pickle.dumps(error)
     assert KEY not in repr(vars(error))
+
+
+# ---------------------------------------------------------------- class 5: URL and id settings
+
+
+def _hook_for(monkeypatch: pytest.MonkeyPatch, host: str, **extra: Any) -> BctrlHook:
+    _use(monkeypatch, host, **extra)
+    return BctrlHook(timeout=1, max_retries=0)
+
+
+@pytest.mark.parametrize("host", ["https://b\u00fccher.example", "https://B\u00dcCHER.example:8443/api"], ids=ascii)
+def test_an_idn_host_gets_the_key_on_the_url_requests_sends(monkeypatch: pytest.MonkeyPatch, host: str) -> None:
+    """requests sends an IDN host in its IDNA form; the key's origin was the Unicode form, so it was
+    never attached and every call failed with a 401."""
+    hook = _hook_for(monkeypatch, host)
+    assert "xn--bcher-kva.example" in hook.settings.base_url
+    prepared = hook.session.prepare_request(requests.Request("GET", hook.settings.base_url + "/v1/auth/whoami"))
+    assert prepared.headers["Authorization"] == f"Bearer {KEY}"
+
+
+@pytest.mark.parametrize(
+    "host", ["https://ho st", "https://\uff21\uff22\uff23.example", "https://ex\u00adample.com", "https://ho\x00st"], ids=ascii
+)
+def test_a_host_requests_cannot_send_is_refused_with_the_settings(monkeypatch: pytest.MonkeyPatch, host: str) -> None:
+    hook = _hook_for(monkeypatch, host)
+    with pytest.raises(BctrlConnectionConfigError, match="API base URL .* is not a valid URL"):
+        hook.whoami()
+
+
+@pytest.mark.parametrize("value", [["sp-1"], {"id": "sp-1"}, True, 1.5])
+@pytest.mark.parametrize("field", ["space_id", "subaccount_id"])
+def test_id_extras_of_the_wrong_type_are_refused(monkeypatch: pytest.MonkeyPatch, field: str, value: Any) -> None:
+    """``str(["sp-1"])`` passed the id check and was sent as the space id ``['sp-1']``."""
+    hook = _hook_for(monkeypatch, "http://127.0.0.1:1", **{field: value})
+    with pytest.raises(BctrlConnectionConfigError, match=f"{field}' must be a string id"):
+        hook.settings  # noqa: B018
