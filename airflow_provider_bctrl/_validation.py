@@ -88,7 +88,7 @@ def check_id(value: Any, argument: str) -> str:
         raise BctrlInputError(
             f"{argument} {_describe(value)} is not a valid id: ids may not be '.' or contain '/', '?', "
             "'#', '%', '\\', '..' or control characters, nor characters that Unicode folding turns "
-            "into them (such as a fullwidth '．')."
+            "into them (such as a fullwidth full stop, U+FF0E)."
         )
     return value
 
@@ -136,7 +136,7 @@ def _check_path_text(value: Any, argument: str) -> str:
 def _segments(value: str) -> list[str]:
     """A path's segments, split on '/' and '\\' alike: one rule for every path-like argument, since a
     server on any platform may read either as a separator. The segments of the value's Unicode
-    compatibility folding (NFKC) count too: a server that folds reads ``'．．'`` as ``'..'``."""
+    compatibility folding (NFKC) count too: a server that folds reads two fullwidth full stops (U+FF0E) as ``'..'``."""
     folded = unicodedata.normalize("NFKC", value)
     return re.split(r"[/\\]", value) + (re.split(r"[/\\]", folded) if folded != value else [])
 

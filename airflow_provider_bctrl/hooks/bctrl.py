@@ -493,6 +493,8 @@ class BctrlHook(BaseHook):
             self.log, f"Download of {file_id}", expected or 0, quiet_seconds=PROGRESS_QUIET_SECONDS
         )
         received = 0
+        if expected is not None:
+            target.check_room(expected)
         try:
             with target.atomic_writer() as out:
                 for chunk in body_chunks(response, self.settings, download=True):

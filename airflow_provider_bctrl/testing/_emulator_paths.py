@@ -91,7 +91,10 @@ def _segments(value: str, *, field: str, code: str, allow_dot: bool) -> list[str
         raise _path_invalid(f"'{field}' may not contain '.' segments.", field, value, code=code)
     if any(_utf8_length(part) > MAX_SEGMENT_BYTES for part in parts):
         raise _path_invalid(
-            f"'{field}' has a segment longer than {MAX_SEGMENT_BYTES} bytes in UTF-8.", field, value, code=code
+            f"'{field}' has a segment longer than {MAX_SEGMENT_BYTES} bytes in UTF-8.",
+            field,
+            value,
+            code=code,
         )
     return parts
 

@@ -101,11 +101,21 @@ def test_download_below_the_speed_limit_in_bursts_ends_within_a_few_timeouts(
 
 #: Values that are '.', '..' or a separator after Unicode compatibility folding (NFKC), or cannot be
 #: sent as UTF-8 at all.
-FOLDING_OR_UNSENDABLE_IDS = ["\uff0e", "\uff0e\uff0e", "\u2024\u2024", "\ufe52", "a\uff0fb", "x\uff1fy", "\ud800"]
+FOLDING_OR_UNSENDABLE_IDS = [
+    "\uff0e",
+    "\uff0e\uff0e",
+    "\u2024\u2024",
+    "\ufe52",
+    "a\uff0fb",
+    "x\uff1fy",
+    "\ud800",
+]
 
 
 @pytest.mark.parametrize("bad_id", FOLDING_OR_UNSENDABLE_IDS, ids=ascii)
-@pytest.mark.parametrize("method", ["get_file", "download", "upload", "stage", "stage_file_id", "collect", "collect_space"])
+@pytest.mark.parametrize(
+    "method", ["get_file", "download", "upload", "stage", "stage_file_id", "collect", "collect_space"]
+)
 def test_ids_that_fold_to_path_syntax_or_are_not_utf8_are_refused_before_sending(
     raw_server: Callable[[Callable[[socket.socket], None]], str], tmp_path: Path, bad_id: str, method: str
 ) -> None:
@@ -138,7 +148,8 @@ def test_accented_ids_are_still_sent_quoted(
         seen.append(_read_request(conn))
         body = json.dumps({"id": "f", "name": "n", "sizeBytes": 1}).encode()
         conn.sendall(
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+            + body
         )
 
     raw_server(handle)
@@ -162,8 +173,15 @@ LONE_SURROGATE = "a\udc80"
         lambda h, src: h.collect_file("rt-1", "/x", space_id="sp-1", artifact={"name": LONE_SURROGATE}),
         lambda h, src: h.stage_file("rt-1", "f-1", runtime_path=LONE_SURROGATE),
     ],
-    ids=["upload-name", "upload-runtime_path", "upload-destination_path", "upload-metadata",
-         "collect-path", "collect-artifact-name", "stage-runtime_path"],
+    ids=[
+        "upload-name",
+        "upload-runtime_path",
+        "upload-destination_path",
+        "upload-metadata",
+        "collect-path",
+        "collect-artifact-name",
+        "stage-runtime_path",
+    ],
 )
 def test_text_that_cannot_be_sent_as_utf8_is_refused_before_sending(
     raw_server: Callable[[Callable[[socket.socket], None]], str],
@@ -174,7 +192,7 @@ def test_text_that_cannot_be_sent_as_utf8_is_refused_before_sending(
     raw_server(lambda conn: seen.append(_read_request(conn)))
     source = tmp_path / "in.txt"
     source.write_text("abc")
-    with pytest.raises(BctrlInputError, match="surrogate|JSON"):
+    with pytest.raises(BctrlInputError, match=r"surrogate|JSON"):
         call(BctrlHook(timeout=1, max_retries=0), source)
     assert seen == []
 
@@ -246,29 +264,132 @@ def _hook_for(monkeypatch: pytest.MonkeyPatch, host: str, **extra: Any) -> Bctrl
     return BctrlHook(timeout=1, max_retries=0)
 
 
-@pytest.mark.parametrize("host", ["https://b\u00fccher.example", "https://B\u00dcCHER.example:8443/api"], ids=ascii)
-def test_an_idn_host_gets_the_key_on_the_url_requests_sends(monkeypatch: pytest.MonkeyPatch, host: str) -> None:
+@pytest.mark.parametrize(
+    "host", ["https://b\u00fccher.example", "https://B\u00dcCHER.example:8443/api"], ids=ascii
+)
+def test_an_idn_host_gets_the_key_on_the_url_requests_sends(
+    monkeypatch: pytest.MonkeyPatch, host: str
+) -> None:
     """requests sends an IDN host in its IDNA form; the key's origin was the Unicode form, so it was
     never attached and every call failed with a 401."""
     hook = _hook_for(monkeypatch, host)
     assert "xn--bcher-kva.example" in hook.settings.base_url
-    prepared = hook.session.prepare_request(requests.Request("GET", hook.settings.base_url + "/v1/auth/whoami"))
+    prepared = hook.session.prepare_request(
+        requests.Request("GET", hook.settings.base_url + "/v1/auth/whoami")
+    )
     assert prepared.headers["Authorization"] == f"Bearer {KEY}"
 
 
 @pytest.mark.parametrize(
-    "host", ["https://ho st", "https://\uff21\uff22\uff23.example", "https://ex\u00adample.com", "https://ho\x00st"], ids=ascii
+    "host",
+    ["https://ho st", "https://\uff21\uff22\uff23.example", "https://ex\u00adample.com", "https://ho\x00st"],
+    ids=ascii,
 )
-def test_a_host_requests_cannot_send_is_refused_with_the_settings(monkeypatch: pytest.MonkeyPatch, host: str) -> None:
+def test_a_host_requests_cannot_send_is_refused_with_the_settings(
+    monkeypatch: pytest.MonkeyPatch, host: str
+) -> None:
     hook = _hook_for(monkeypatch, host)
-    with pytest.raises(BctrlConnectionConfigError, match="API base URL .* is not a valid URL"):
+    with pytest.raises(BctrlConnectionConfigError, match=r"API base URL .* is not a valid URL"):
         hook.whoami()
 
 
 @pytest.mark.parametrize("value", [["sp-1"], {"id": "sp-1"}, True, 1.5])
 @pytest.mark.parametrize("field", ["space_id", "subaccount_id"])
-def test_id_extras_of_the_wrong_type_are_refused(monkeypatch: pytest.MonkeyPatch, field: str, value: Any) -> None:
+def test_id_extras_of_the_wrong_type_are_refused(
+    monkeypatch: pytest.MonkeyPatch, field: str, value: Any
+) -> None:
     """``str(["sp-1"])`` passed the id check and was sent as the space id ``['sp-1']``."""
     hook = _hook_for(monkeypatch, "http://127.0.0.1:1", **{field: value})
     with pytest.raises(BctrlConnectionConfigError, match=f"{field}' must be a string id"):
         hook.settings  # noqa: B018
+
+
+# ---------------------------------------------------------------- class 8: destinations that cannot be written
+
+
+@pytest.fixture
+def full_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs, filled up: root cannot write through a full file system (decision 5)."""
+    import subprocess
+
+    mount_point = tmp_path / "full"
+    mount_point.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)], capture_output=True, check=False
+    )
+    if done.returncode != 0:
+        pytest.skip(
+            f"cannot mount a tmpfs here (needs root and mount rights): {done.stderr.decode().strip()}"
+        )
+    try:
+        with (mount_point / "filler").open("wb") as filler:
+            try:
+                while True:
+                    filler.write(b"\0" * 65536)
+                    filler.flush()
+            except OSError:
+                pass
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=False)
+
+
+def _download_answer(body_size: int, *, chunked: bool) -> Callable[[socket.socket], None]:
+    def handle(conn: socket.socket) -> None:
+        line = _read_request(conn)
+        if not line.split(b" ")[1].endswith(b"/content"):
+            meta = json.dumps({"id": "f-1", "name": "out.bin", "sizeBytes": body_size}).encode()
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                b"Content-Length: %d\r\n\r\n" % len(meta) + meta
+            )
+            return
+        if chunked:
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+            )
+            for _ in range(body_size // 65536):
+                conn.sendall(b"10000\r\n" + b"x" * 65536 + b"\r\n")
+            conn.sendall(b"0\r\n\r\n")
+        else:
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n"
+                % body_size
+            )
+            conn.sendall(b"x" * body_size)
+        time.sleep(0.3)
+
+    return handle
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_a_full_file_system_is_a_typed_error_and_leaves_nothing(
+    raw_server: Callable[[Callable[[socket.socket], None]], str], full_tmpfs: Path, chunked: bool
+) -> None:
+    """A full disk raised a raw OSError (ENOSPC) in the middle of the body. With a Content-Length the
+    free space is checked before the body is read; without one, the failing write says which
+    destination, and the temporary file is removed."""
+    raw_server(_download_answer(2 * 1024 * 1024, chunked=chunked))
+    with pytest.raises(BctrlInputError, match="cannot be written") as caught:
+        BctrlHook(timeout=5, max_retries=0).download_file("f-1", full_tmpfs / "out.bin")
+    assert ("bytes free" in str(caught.value)) is not chunked
+    assert sorted(p.name for p in full_tmpfs.iterdir()) == ["filler"]
+
+
+def test_a_stored_name_with_a_nul_is_not_used_as_the_file_name(
+    raw_server: Callable[[Callable[[socket.socket], None]], str], tmp_path: Path
+) -> None:
+    """A directory destination takes the stored file's name from the server; a NUL in it raised a raw
+    ``ValueError`` (embedded null byte)."""
+
+    def handle(conn: socket.socket) -> None:
+        _read_request(conn)
+        meta = json.dumps({"id": "f-1", "name": "a\u0000b", "sizeBytes": 1}).encode()
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(meta)
+            + meta
+        )
+
+    raw_server(handle)
+    with pytest.raises(BctrlInputError, match="no usable name"):
+        BctrlHook(timeout=2, max_retries=0).download_file("f-1", tmp_path)
