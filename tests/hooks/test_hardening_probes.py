@@ -17,7 +17,12 @@ import pytest
 import requests
 from _loopback import LoopbackServer
 
-from airflow_provider_bctrl.exceptions import BctrlConnectionConfigError, BctrlInputError, BctrlTransportError
+from airflow_provider_bctrl.exceptions import (
+    BctrlConnectionConfigError,
+    BctrlInputError,
+    BctrlTransportError,
+    BctrlUnexpectedResponseError,
+)
 from airflow_provider_bctrl.hooks.bctrl import BctrlHook
 
 KEY = "bctrl_probe_key_9876543210"
@@ -393,3 +398,66 @@ def test_a_stored_name_with_a_nul_is_not_used_as_the_file_name(
     raw_server(handle)
     with pytest.raises(BctrlInputError, match="no usable name"):
         BctrlHook(timeout=2, max_retries=0).download_file("f-1", tmp_path)
+
+
+# ---------------------------------------------------------------- class 7: answers compressed without being asked
+
+
+def _compressed_download(
+    encoding: bytes, body: bytes, size: int, requests_seen: list[bytes]
+) -> Callable[[socket.socket], None]:
+    """Metadata with ``sizeBytes`` = ``size``; the content chunked, with ``Content-Encoding: encoding``."""
+
+    def handle(conn: socket.socket) -> None:
+        line = _read_request(conn)
+        requests_seen.append(line)
+        if not line.split(b" ")[1].endswith(b"/content"):
+            meta = json.dumps({"id": "f-1", "name": "out.bin", "sizeBytes": size}).encode()
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(meta)
+                + meta
+            )
+            return
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Encoding: "
+            + encoding
+            + b"\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        for start in range(0, len(body), 65536):
+            piece = body[start : start + 65536]
+            conn.sendall(b"%x\r\n" % len(piece) + piece + b"\r\n")
+        conn.sendall(b"0\r\n\r\n")
+        time.sleep(0.3)
+
+    return handle
+
+
+def test_a_decompression_bomb_stops_at_the_stored_size(
+    raw_server: Callable[[Callable[[socket.socket], None]], str], tmp_path: Path
+) -> None:
+    """64 MiB of zeros, gzipped to ~64 KiB, for a stored file of 1,000 bytes: every decoded byte was
+    written to disk before the size was compared; now the body stops once it outgrows ``sizeBytes``."""
+    import gzip
+
+    seen: list[bytes] = []
+    raw_server(_compressed_download(b"gzip", gzip.compress(b"\0" * (64 * 1024 * 1024), 9), 1000, seen))
+    hook = BctrlHook(timeout=5, max_retries=0)
+    with pytest.raises(BctrlUnexpectedResponseError, match="more than 1000 bytes") as caught:
+        hook.download_file("f-1", tmp_path / "out.bin")
+    assert "gzip" in str(caught.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("encoding", [b"gzip", b"deflate", b"identity, gzip"], ids=ascii)
+def test_a_body_that_does_not_decode_is_one_error_not_a_retry_loop(
+    raw_server: Callable[[Callable[[socket.socket], None]], str], tmp_path: Path, encoding: bytes
+) -> None:
+    """Plain bytes labelled as compressed fail to decode the same way on every attempt."""
+    seen: list[bytes] = []
+    raw_server(_compressed_download(encoding, b"plain bytes, not compressed" * 100, 2700, seen))
+    hook = BctrlHook(timeout=5, max_retries=3, max_retry_wait=0.1)
+    with pytest.raises(BctrlTransportError, match="does not decode") as caught:
+        hook.download_file("f-1", tmp_path / "out.bin")
+    assert not caught.value.retryable
+    assert sum(line.endswith(b"/content HTTP/1.1") for line in seen) == 1
+    assert hook.retry_waits == []
