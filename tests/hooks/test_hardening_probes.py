@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -461,3 +462,59 @@ def test_a_body_that_does_not_decode_is_one_error_not_a_retry_loop(
     assert not caught.value.retryable
     assert sum(line.endswith(b"/content HTTP/1.1") for line in seen) == 1
     assert hook.retry_waits == []
+
+
+# ---------------------------------------------------------------- class 2 again: the same bound through a proxy
+
+
+def test_a_dripped_status_line_is_bounded_through_an_http_proxy(
+    raw_server: Callable[[Callable[[socket.socket], None]], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through ``HTTP_PROXY`` requests uses urllib3's proxy manager, whose pools had no head deadline:
+    a status line dripped at 2 bytes a second held a ``timeout=1`` call for as long as the server went on."""
+    from _loopback import pipe
+
+    body = b'{"organizationId": "o", "defaultSpaceId": "s"}'
+    answer = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    )
+
+    def upstream(conn: socket.socket) -> None:
+        _read_request(conn)
+        deadline = time.monotonic() + 20
+        for byte in answer:
+            if time.monotonic() > deadline:
+                return
+            conn.sendall(bytes([byte]))
+            time.sleep(0.5)
+
+    upstream_url = raw_server(upstream)
+    upstream_port = int(upstream_url.rsplit(":", 1)[1])
+
+    def forward(conn: socket.socket) -> None:
+        conn.settimeout(10)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return
+            head += chunk
+        target = socket.create_connection(("127.0.0.1", upstream_port))
+        proxy.track(target)
+        target.sendall(head)
+        threading.Thread(target=pipe, args=(target, conn), daemon=True).start()
+        pipe(conn, target)
+
+    proxy = LoopbackServer(forward, max_seconds=60)
+    try:
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
+        for name in ("NO_PROXY", "no_proxy", "http_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        _use(monkeypatch, upstream_url)
+        hook = BctrlHook(timeout=1, max_retries=0)
+        started = time.monotonic()
+        with pytest.raises(BctrlTransportError, match="status and headers"):
+            hook.whoami()
+        assert time.monotonic() - started < 5
+    finally:
+        proxy.close()
