@@ -344,7 +344,10 @@ def _download_answer(body_size: int, *, chunked: bool) -> Callable[[socket.socke
     def handle(conn: socket.socket) -> None:
         line = _read_request(conn)
         if not line.split(b" ")[1].endswith(b"/content"):
-            meta = json.dumps({"id": "f-1", "name": "out.bin", "sizeBytes": body_size}).encode()
+            # Chunked, the stored size is not given either: the write itself has to fail.
+            meta = json.dumps(
+                {"id": "f-1", "name": "out.bin", "sizeBytes": None if chunked else body_size}
+            ).encode()
             conn.sendall(
                 b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
                 b"Content-Length: %d\r\n\r\n" % len(meta) + meta
@@ -372,9 +375,9 @@ def _download_answer(body_size: int, *, chunked: bool) -> Callable[[socket.socke
 def test_a_full_file_system_is_a_typed_error_and_leaves_nothing(
     raw_server: Callable[[Callable[[socket.socket], None]], str], full_tmpfs: Path, chunked: bool
 ) -> None:
-    """A full disk raised a raw OSError (ENOSPC) in the middle of the body. With a Content-Length the
-    free space is checked before the body is read; without one, the failing write says which
-    destination, and the temporary file is removed."""
+    """A full disk raised a raw OSError (ENOSPC) in the middle of the body. With a known size the
+    free space is checked before the body is read; without one (no Content-Length, no sizeBytes),
+    the failing write says which destination, and the temporary file is removed."""
     raw_server(_download_answer(2 * 1024 * 1024, chunked=chunked))
     with pytest.raises(BctrlInputError, match="cannot be written") as caught:
         BctrlHook(timeout=5, max_retries=0).download_file("f-1", full_tmpfs / "out.bin")
