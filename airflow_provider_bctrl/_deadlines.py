@@ -26,7 +26,15 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-__all__ = ["BODY_FACTOR", "HEAD_FACTOR", "LOW_SPEED_BYTES", "AnswerTooSlow", "DeadlineAdapter", "read_body"]
+__all__ = [
+    "BODY_FACTOR",
+    "HEAD_FACTOR",
+    "LOW_SPEED_BYTES",
+    "PHASE_ATTRIBUTE",
+    "AnswerTooSlow",
+    "DeadlineAdapter",
+    "read_body",
+]
 
 HEAD_FACTOR = 2
 BODY_FACTOR = 2
@@ -92,11 +100,38 @@ class _Watchdog:
 _WATCHDOG = _Watchdog()
 
 
+#: Set on an exception raised while connecting (``"connect"``: TCP and the TLS handshake, so nothing
+#: of the request left) or while sending the request (``"send"``); read by ``exceptions.never_sent``.
+PHASE_ATTRIBUTE = "bctrl_phase"
+
+
+def _tag(exc: BaseException, phase: str) -> None:
+    if getattr(exc, PHASE_ATTRIBUTE, None) is None:
+        with contextlib.suppress(AttributeError, TypeError):
+            setattr(exc, PHASE_ATTRIBUTE, phase)
+
+
 class _HeadDeadline:
-    """Mixed into urllib3's connections: the answer's head must arrive within HEAD_FACTOR x timeout."""
+    """Mixed into urllib3's connections: the answer's head must arrive within HEAD_FACTOR x timeout,
+    and a failure says whether it happened while connecting or after the request started to go out
+    (a TLS error's text cannot tell: "EOF occurred in violation of protocol" comes from either)."""
 
     sock: socket.socket | None
     timeout: Any
+
+    def connect(self) -> None:
+        try:
+            super().connect()  # type: ignore[misc]
+        except BaseException as exc:
+            _tag(exc, "connect")
+            raise
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            super().request(*args, **kwargs)  # type: ignore[misc]
+        except BaseException as exc:
+            _tag(exc, "send")
+            raise
 
     def getresponse(self) -> Any:
         limit = self.timeout if isinstance(self.timeout, (int, float)) else None

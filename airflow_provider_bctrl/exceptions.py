@@ -332,7 +332,16 @@ def never_sent(exc: BaseException) -> bool:
     import requests
     from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
 
+    from airflow_provider_bctrl._deadlines import PHASE_ATTRIBUTE
+
     if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return True
+    # The hook's connections record the phase a failure happened in; the texts below are the
+    # fallback for connections they do not make (a SOCKS proxy).
+    phases = [getattr(part, PHASE_ATTRIBUTE, None) for part in _chain(exc)]
+    if "send" in phases:
+        return False
+    if "connect" in phases:
         return True
     if isinstance(exc, (requests.exceptions.SSLError, requests.exceptions.ReadTimeout)):
         return in_handshake(exc)

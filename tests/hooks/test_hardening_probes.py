@@ -22,6 +22,7 @@ from airflow_provider_bctrl.exceptions import (
     BctrlConnectionConfigError,
     BctrlInputError,
     BctrlTransportError,
+    BctrlUncertainTransportError,
     BctrlUnexpectedResponseError,
 )
 from airflow_provider_bctrl.hooks.bctrl import BctrlHook
@@ -521,3 +522,75 @@ def test_a_dripped_status_line_is_bounded_through_an_http_proxy(
         assert time.monotonic() - started < 5
     finally:
         proxy.close()
+
+
+# ---------------------------------------------------------------- class 4: TLS failures after the handshake
+
+
+@pytest.fixture
+def tls_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """A throwaway certificate for 127.0.0.1 that the hook trusts (``REQUESTS_CA_BUNDLE``)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert_file))
+    return cert_file, key_file
+
+
+def test_a_tls_connection_dropped_mid_upload_is_uncertain_not_a_failed_handshake(
+    tls_files: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The server completes the handshake, reads the request's first bytes and closes. The write then
+    fails with "EOF occurred in violation of protocol", a text the handshake also produces: the
+    upload was reported as "TLS handshake … failed … Nothing was sent" although its head went out."""
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*tls_files)
+
+    def handle(conn: socket.socket) -> None:
+        tls = context.wrap_socket(conn, server_side=True)
+        tls.recv(100)
+        conn.close()
+
+    server = LoopbackServer(handle, max_seconds=60)
+    try:
+        _use(monkeypatch, f"https://127.0.0.1:{server.port}")
+        source = tmp_path / "big.bin"
+        source.write_bytes(b"x" * (8 * 1024 * 1024))
+        with pytest.raises(BctrlUncertainTransportError) as caught:
+            BctrlHook(timeout=5, max_retries=2, max_retry_wait=0.1).upload_file("rt-1", source)
+        assert "handshake" not in str(caught.value)
+        assert "Nothing was sent" not in str(caught.value)
+        assert server.accepted == 1
+    finally:
+        server.close()
