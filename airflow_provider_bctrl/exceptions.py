@@ -195,9 +195,10 @@ def error_from_response(
         reason_class = _str_or_none(payload.get("reasonClass"))
         request_id = _str_or_none(payload.get("requestId")) or request_id
         details = payload.get("details") if isinstance(payload.get("details"), Mapping) else None
-        message = f"BCTRL API {status} {code}: {error}"
+        # error and hint come from the parsed payload, already redacted: clipping cannot cut the key.
+        message = f"BCTRL API {status} {_clip(code, 200)}: {_clip(error)}"
         if hint:
-            message = f"{message.rstrip('.')}. Hint: {hint}"
+            message = f"{message.rstrip('.')}. Hint: {_clip(hint)}"
     else:
         content_type = headers.get("Content-Type", "no content type").split(";")[0]
         snippet = " ".join(text[:200].split())
@@ -221,6 +222,17 @@ def error_from_response(
         retry_after=parse_retry_after(headers.get("Retry-After")),
         retryable=status_is_retryable(status, idempotent=idempotent),
     )
+
+
+#: The most characters of one server-supplied text that a message quotes; the attributes keep it whole.
+MESSAGE_TEXT_LIMIT = 2000
+
+
+def _clip(text: str, limit: int = MESSAGE_TEXT_LIMIT) -> str:
+    """``text`` for a message: a server may send megabytes of it, which no log line should carry."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text) - limit} more characters in the exception's attributes)"
 
 
 def _str_or_none(value: Any) -> str | None:

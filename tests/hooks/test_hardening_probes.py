@@ -21,6 +21,7 @@ from _loopback import LoopbackServer
 from airflow_provider_bctrl.exceptions import (
     BctrlConnectionConfigError,
     BctrlInputError,
+    BctrlInvalidRequestError,
     BctrlTransportError,
     BctrlUncertainTransportError,
     BctrlUnexpectedResponseError,
@@ -594,3 +595,32 @@ def test_a_tls_connection_dropped_mid_upload_is_uncertain_not_a_failed_handshake
         assert server.accepted == 1
     finally:
         server.close()
+
+
+# ---------------------------------------------------------------- class 6: giant strings in an error answer
+
+
+def test_a_giant_error_text_is_clipped_in_the_message_and_kept_whole_in_the_attributes(
+    raw_server: Callable[[Callable[[socket.socket], None]], str],
+) -> None:
+    """A 10 MB ``error`` and a 1 MB ``hint`` made an 11 MB exception message, and so an 11 MB log line."""
+    envelope = {"code": "x.y", "error": "E" * 10_000_000, "hint": "H" * 1_000_000 + KEY}
+
+    def handle(conn: socket.socket) -> None:
+        _read_request(conn)
+        body = json.dumps(envelope).encode()
+        conn.sendall(
+            b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+            % len(body)
+            + body
+        )
+        time.sleep(0.3)
+
+    raw_server(handle)
+    with pytest.raises(BctrlInvalidRequestError) as caught:
+        BctrlHook(timeout=5, max_retries=0).get_file("f-1")
+    error = caught.value
+    assert len(str(error)) < 10_000
+    assert "more characters" in str(error)
+    assert error.error == envelope["error"]
+    assert error.hint == "H" * 1_000_000 + "***"
