@@ -224,9 +224,10 @@ def error_from_response(
         reason_class = _str_or_none(payload.get("reasonClass"))
         request_id = _str_or_none(payload.get("requestId")) or request_id
         details = payload.get("details") if isinstance(payload.get("details"), Mapping) else None
-        message = f"BCTRL API {status} {code}: {error}"
+        # error and hint come from the parsed payload, already redacted: clipping cannot cut the key.
+        message = f"BCTRL API {status} {_clip(code, 200)}: {_clip(error)}"
         if hint:
-            message = f"{message.rstrip('.')}. Hint: {hint}"
+            message = f"{message.rstrip('.')}. Hint: {_clip(hint)}"
     else:
         content_type = headers.get("Content-Type", "no content type").split(";")[0]
         snippet = " ".join(text[:200].split())
@@ -250,6 +251,17 @@ def error_from_response(
         retry_after=parse_retry_after(headers.get("Retry-After")),
         retryable=status_is_retryable(status, idempotent=idempotent),
     )
+
+
+#: The most characters of one server-supplied text that a message quotes; the attributes keep it whole.
+MESSAGE_TEXT_LIMIT = 2000
+
+
+def _clip(text: str, limit: int = MESSAGE_TEXT_LIMIT) -> str:
+    """``text`` for a message: a server may send megabytes of it, which no log line should carry."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text) - limit} more characters in the exception's attributes)"
 
 
 def _str_or_none(value: Any) -> str | None:
@@ -309,6 +321,11 @@ def error_from_transport(
         )
     elif isinstance(exc, requests.exceptions.ReadTimeout):
         message = f"BCTRL at {where} did not answer within {read_timeout:g} s ({operation})."
+    elif isinstance(exc, requests.exceptions.ContentDecodingError):
+        message = (
+            f"BCTRL at {where} sent the {operation} answer in a Content-Encoding that does not decode "
+            f"({short_reason(exc)}); it was not retried, since the same bytes would come again."
+        )
     elif isinstance(exc, requests.exceptions.TooManyRedirects):
         message = f"BCTRL at {where} redirected {operation} too many times; check the API base URL."
     elif isinstance(exc, requests.exceptions.SSLError) and not sent:
@@ -329,8 +346,8 @@ def error_from_transport(
     cls = BctrlUncertainTransportError if uncertain else BctrlTransportError
     # A certificate that fails verification does not heal by trying again; a stalled handshake may.
     tls = isinstance(exc, requests.exceptions.SSLError) and not _is_timeout(exc)
-    # A redirect loop repeats itself; so would a retry.
-    looped = isinstance(exc, requests.exceptions.TooManyRedirects)
+    # A redirect loop repeats itself, and a body that does not decode comes back the same; so would a retry.
+    looped = isinstance(exc, (requests.exceptions.TooManyRedirects, requests.exceptions.ContentDecodingError))
     retryable = not looped and transport_failure_is_retryable(
         tls=tls, idempotent=idempotent, never_sent=not sent
     )
@@ -361,7 +378,16 @@ def never_sent(exc: BaseException) -> bool:
     import requests
     from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
 
+    from airflow_provider_bctrl._deadlines import PHASE_ATTRIBUTE
+
     if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return True
+    # The hook's connections record the phase a failure happened in; the texts below are the
+    # fallback for connections they do not make (a SOCKS proxy).
+    phases = [getattr(part, PHASE_ATTRIBUTE, None) for part in _chain(exc)]
+    if "send" in phases:
+        return False
+    if "connect" in phases:
         return True
     if isinstance(exc, (requests.exceptions.SSLError, requests.exceptions.ReadTimeout)):
         return in_handshake(exc)
