@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from functools import cached_property
 from os import PathLike
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
 import requests
@@ -79,8 +79,14 @@ __all__ = ["BctrlConnectionSettings", "BctrlHook", "guess_content_type"]
 
 #: Transfers shorter than this log only their summary line, no progress lines.
 PROGRESS_QUIET_SECONDS = 2.0
+#: An upload whose answer has not come this many seconds after its last byte went out logs that it
+#: is waiting (then again every 30 s), so a server storing a large file leaves no silent stretch.
+WAIT_NOTICE_SECONDS = 5.0
 #: How many of the latest retry waits :attr:`BctrlHook.retry_waits` keeps.
 RETRY_WAITS_KEPT = 100
+
+_Model = TypeVar("_Model")
+_Result = TypeVar("_Result")
 
 
 class BctrlHook(BaseHook):
@@ -225,7 +231,9 @@ class BctrlHook(BaseHook):
 
         return self._with_retries(operation, attempt, max_retries)
 
-    def _with_retries(self, operation: str, call: Callable[[], Any], max_retries: int | None = None) -> Any:
+    def _with_retries(
+        self, operation: str, call: Callable[[], _Result], max_retries: int | None = None
+    ) -> _Result:
         retries = self.settings.max_retries if max_retries is None else max_retries
 
         def wait(attempt: int, error: BctrlApiError) -> None:
@@ -249,8 +257,8 @@ class BctrlHook(BaseHook):
         return call_with_retries(call, retries=retries, before_retry=wait)
 
     def _parse(
-        self, response: requests.Response, operation: str, build: Callable[[dict[str, Any]], Any]
-    ) -> Any:
+        self, response: requests.Response, operation: str, build: Callable[[dict[str, Any]], _Model]
+    ) -> _Model:
         payload = json_object(response, operation, self.settings)
         try:
             return build(payload)
@@ -357,9 +365,15 @@ class BctrlHook(BaseHook):
                 content_type=content_type,
             )
             progress = TransferProgress(
-                self.log, f"Upload of {filename}", body.file_size, quiet_seconds=PROGRESS_QUIET_SECONDS
+                self.log,
+                f"Upload of {filename}",
+                body.file_size,
+                quiet_seconds=PROGRESS_QUIET_SECONDS,
+                wait_notice=WAIT_NOTICE_SECONDS,
             )
             body.on_progress = progress.update  # a fresh counter per attempt
+            body.on_sent = progress.wait_for_answer
+            body.on_closed = progress.answered  # send() closes the body when the attempt is over
             return body
 
         self.log.info(
@@ -485,6 +499,7 @@ class BctrlHook(BaseHook):
         )
         # The same retry loop as every request, around the whole transfer: a break in the middle of
         # the body starts it again from the first byte, into a fresh temporary file.
+        self.log.info("Downloading file %s from %s to %s", args.file_id, self.settings.base_url, target.shown)
         return self._with_retries("download", lambda: self._download_once(args.file_id, target))
 
     def _download_once(self, file_id: str, target: Destination) -> str:
