@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
 from os import PathLike
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -39,6 +39,7 @@ from airflow_provider_bctrl._http import (
     too_slow,
     transport_error,
 )
+from airflow_provider_bctrl._lineage import LineageItem, LocalFile, StoredFileRef, report_lineage
 from airflow_provider_bctrl._multipart import StreamingMultipartBody, guess_content_type
 from airflow_provider_bctrl._progress import TransferProgress
 from airflow_provider_bctrl._retry import backoff_delay, call_with_retries
@@ -51,6 +52,7 @@ from airflow_provider_bctrl._settings import (
 )
 from airflow_provider_bctrl._storage import Destination, resolve_destination, resolve_source
 from airflow_provider_bctrl._validation import check_id, check_idempotency_key, check_name
+from airflow_provider_bctrl.assets import asset_uri
 from airflow_provider_bctrl.exceptions import (
     BctrlApiError,
     BctrlAuthError,
@@ -396,6 +398,8 @@ class BctrlHook(BaseHook):
             # The summary is logged even when the answer cannot be parsed: the bytes did go.
             if progress is not None:
                 progress.finish(_upload_outcome(staged))
+        read = LocalFile(origin.local_path.resolve()) if origin.local_path is not None else origin.uri
+        self._report_lineage(inputs=[read], outputs=[StoredFileRef(staged.id)])
         return staged
 
     def collect_file(
@@ -440,6 +444,7 @@ class BctrlHook(BaseHook):
             collected.file.id,
             f" as artifact {collected.artifact.id}" if collected.artifact else "",
         )
+        self._report_lineage(outputs=[_space_file(space, collected.file)])
         return collected
 
     def stage_file(
@@ -461,7 +466,9 @@ class BctrlHook(BaseHook):
             operation="stage",
             json_body=args.json_body(),
         )
-        return self._parse(response, "stage", RuntimeStagedFile.from_api)
+        staged = self._parse(response, "stage", RuntimeStagedFile.from_api)
+        self._report_lineage(inputs=[StoredFileRef(args.file_id)])
+        return staged
 
     def get_file(self, file_id: str) -> StoredFile:
         """The durable file's metadata (``GET /v1/files/{fileId}``)."""
@@ -500,7 +507,10 @@ class BctrlHook(BaseHook):
         # The same retry loop as every request, around the whole transfer: a break in the middle of
         # the body starts it again from the first byte, into a fresh temporary file.
         self.log.info("Downloading file %s from %s to %s", args.file_id, self.settings.base_url, target.shown)
-        return self._with_retries("download", lambda: self._download_once(args.file_id, target))
+        uri = self._with_retries("download", lambda: self._download_once(args.file_id, target))
+        wrote = LocalFile(target.local_path.resolve()) if target.local_path is not None else target.uri
+        self._report_lineage(inputs=[StoredFileRef(args.file_id)], outputs=[wrote])
+        return uri
 
     def _download_once(self, file_id: str, target: Destination) -> str:
         response = self._request(
@@ -556,6 +566,19 @@ class BctrlHook(BaseHook):
                 f"The download of {file_id} gave {received} bytes{how}, but the stored file has {size}; "
                 "nothing was written."
             )
+
+    # ------------------------------------------------------------------ hook-level lineage
+
+    def _report_lineage(
+        self, *, inputs: Sequence[LineageItem] = (), outputs: Sequence[LineageItem] = ()
+    ) -> None:
+        """Tell Airflow's hook lineage collector what a finished call read and wrote (never raises)."""
+        report_lineage(self, inputs=inputs, outputs=outputs, stored_uri=self._stored_asset_uri, log=self.log)
+
+    def _stored_asset_uri(self, file_id: str) -> str | None:
+        """The ``bctrl://<space>/<path>`` URI of a durable file, looked up with ``GET /v1/files/{id}``."""
+        stored = self.get_file(file_id)
+        return asset_uri(stored.space_id, stored.path) if stored.space_id and stored.path else None
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the connection with one read-only whoami call, bounded by the timeout and never retried.
@@ -694,6 +717,14 @@ def _upload_outcome(staged: RuntimeStagedFile | None) -> str:
         return "the answer could not be read"
     where = f", runtime path {staged.runtime_path}" if staged.runtime_path else ""
     return f"stored as file {staged.id}{where}"
+
+
+def _space_file(space_id: str, stored: StoredFile) -> LineageItem:
+    """A stored file's asset URI from its space and path; by id (looked up) when they make none."""
+    try:
+        return asset_uri(space_id, stored.path) if stored.path else StoredFileRef(stored.id)
+    except BctrlInputError:
+        return StoredFileRef(stored.id)
 
 
 def _q(value: str) -> str:
