@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_bctrl import _lineage
 from airflow_provider_bctrl.hooks.bctrl import BctrlHook
 from airflow_provider_bctrl.testing.emulator import BctrlEmulator
 
@@ -128,3 +127,86 @@ def test_a_taskflow_task_calling_the_hook_yields_openlineage_lineage(
     # upload: the local file -> the stored copy; download: the stored copy -> the local file
     assert inputs == {("file", str(source.resolve())), stored_ds}
     assert outputs == {stored_ds, ("file", str(target.resolve()))}
+
+
+# ------------------------------------------------------------------ in-process: what reaches the collector
+
+
+@pytest.fixture
+def collector(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A real, fresh ``HookLineageCollector`` as Airflow's global one, with common-compat's layers on it.
+
+    Only Airflow's once-per-process choice "is there a reader?" is replaced: this suite runs without
+    OpenLineage configured, so the global collector would be the no-op one.
+    """
+    from airflow.providers.common.compat import sdk
+    from airflow.providers.common.compat.sdk import HookLineageCollector
+
+    fresh = HookLineageCollector()
+    monkeypatch.setattr(sdk, "get_hook_lineage_collector", lambda: fresh, raising=False)
+    from airflow.providers.common.compat.lineage.hook import get_hook_lineage_collector
+
+    compat = get_hook_lineage_collector()
+    assert compat is fresh
+    return compat
+
+
+def _uris(infos: list[Any]) -> list[str]:
+    return [info.asset.uri for info in infos]
+
+
+@pytest.mark.usefixtures("bctrl_conn_env")
+def test_collect_and_stage_report_the_stored_file(collector: Any, emu: BctrlEmulator) -> None:
+    runtime = emu.create_runtime()
+    emu.write_runtime_file(runtime, "/tmp/out/r.json", b"{}")
+    with BctrlHook() as hook:
+        collected = hook.collect_file(runtime, "/tmp/out/r.json", storage_path="hook-lineage/r.json")
+        hook.stage_file(emu.create_runtime(), collected.file.id)
+
+    stored = f"bctrl://{emu.space_id}/hook-lineage/r.json"
+    lineage = collector.collected_assets
+    assert _uris(lineage.outputs) == [stored]  # collect wrote it (the runtime file is no asset)
+    assert _uris(lineage.inputs) == [stored]  # stage read it
+    assert all(isinstance(info.context, BctrlHook) for info in lineage.inputs + lineage.outputs)
+
+
+@pytest.mark.usefixtures("bctrl_conn_env")
+def test_upload_and_download_report_both_ends(collector: Any, emu: BctrlEmulator, tmp_path: Path) -> None:
+    source = tmp_path / "in.csv"
+    source.write_text("x\n")
+    with BctrlHook() as hook:
+        staged = hook.upload_file(emu.create_runtime(), source)
+        hook.download_file(staged.id, tmp_path / "out.csv")
+
+    stored = f"bctrl://{emu.space_id}/{_stored_path(emu, staged.id)}"
+    lineage = collector.collected_assets
+    assert _uris(lineage.inputs) == [f"file://{source.resolve()}", stored]
+    assert _uris(lineage.outputs) == [stored, f"file://{(tmp_path / 'out.csv').resolve()}"]
+
+
+@pytest.mark.usefixtures("bctrl_conn_env")
+def test_nobody_collecting_costs_no_lookup(emu: BctrlEmulator, tmp_path: Path) -> None:
+    """With no lineage reader (this suite), the hook asks for no file metadata just for lineage."""
+    source = tmp_path / "in.csv"
+    source.write_text("x\n")
+    emu.clear_requests_log()
+    with BctrlHook() as hook:
+        staged = hook.upload_file(emu.create_runtime(), source)
+        hook.download_file(staged.id, tmp_path / "out.csv")
+    paths = [r["path"] for r in emu.requests_log()]
+    assert f"/v1/files/{staged.id}" not in paths
+    assert f"/v1/files/{staged.id}/content" in paths
+
+
+@pytest.mark.usefixtures("bctrl_conn_env")
+def test_a_failed_lookup_never_fails_the_call(collector: Any, emu: BctrlEmulator, tmp_path: Path) -> None:
+    source = tmp_path / "in.csv"
+    source.write_text("x\n")
+    emu.add_fault("file", status=404)
+    with BctrlHook(max_retries=0) as hook:
+        staged = hook.upload_file(emu.create_runtime(), source)
+
+    assert staged.id
+    lineage = collector.collected_assets
+    assert _uris(lineage.inputs) == [f"file://{source.resolve()}"]
+    assert _uris(lineage.outputs) == []
