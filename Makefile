@@ -30,8 +30,10 @@ CHROMIUM := /usr/bin/chromium
 MYPY_PATHS ?= $(wildcard airflow_provider_bctrl example_dags scripts)
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
-# make test-wheel: the venv the built wheel is installed into, and the pip constraints file for that
-# install (default: the newest line's, as for .venv; WHEEL_CONSTRAINTS= installs unpinned).
+# make dist: its tools, installed into .venv on first use (not test extras: the constraints files pin
+# exactly the project's dependencies). make test-wheel: the venv the wheel goes into, and the
+# constraints it is installed with (the newest Airflow line's, as a user would use Airflow's).
+DIST_TOOLS := "build>=1.2" "twine>=5"
 WHEEL_VENV ?= .venv-wheel
 WHEEL_CONSTRAINTS ?= $(CONSTRAINTS)
 # make emulator: the port (the environment variable of the same name overrides it). The API key is
@@ -44,8 +46,8 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_NO_INPUT := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv system-deps browser-deps test test-matrix lint format typecheck unit docs demo bench clean \
-	distclean dist test-wheel emulator
+.PHONY: help venv system-deps browser-deps test test-matrix lint format typecheck unit docs demo bench clean distclean \
+	dist test-wheel emulator
 
 help: ## Show the targets
 	@echo "Usage: make <target>"
@@ -152,6 +154,8 @@ docs: $(STAMP) ## mkdocs build --strict into ./site
 # ----------------------------------------------------------------------------- the artifact
 
 dist: $(STAMP) ## Build the sdist and wheel into dist/ and check them (twine, the wheel's contents)
+	@"$(PY)" -c 'import build, twine' 2>/dev/null || { echo "==> Installing build and twine into $(VENV)"; \
+	  "$(PY)" -m pip install --quiet --progress-bar off -c "$(CONSTRAINTS)" $(DIST_TOOLS) 2>&1 | $(PIP_FILTER); }
 	rm -rf dist; mkdir -p build
 	@# Without --sdist/--wheel, build makes the sdist and then the wheel from it, so nothing stale
 	@# from the working tree (build/lib) can slip into the wheel.
@@ -178,5 +182,5 @@ clean: ## Remove build output and caches (keeps .venv)
 	rm -rf "$(SITE_DIR)" build dist .pytest_cache .mypy_cache .ruff_cache *.egg-info
 	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +
 
-distclean: clean ## clean, and remove .venv, the .venv-airflow-* venvs and .venv-wheel too
-	rm -rf "$(VENV)" .venv-airflow-* "$(WHEEL_VENV)"
+distclean: clean ## clean, and remove .venv, .venv-wheel and the .venv-airflow-* venvs too
+	rm -rf "$(VENV)" "$(WHEEL_VENV)" .venv-airflow-*

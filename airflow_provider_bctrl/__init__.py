@@ -69,6 +69,18 @@ UI_FIELD_BEHAVIOUR: dict[str, Any] = {
 
 def get_provider_info() -> dict[str, Any]:
     """Describe this provider to Airflow (the ``apache_airflow_provider`` entry point)."""
+    from airflow_provider_bctrl.version_compat import AIRFLOW_V_3_0_PLUS
+
+    info = _provider_info()
+    if not AIRFLOW_V_3_0_PLUS:
+        # Airflow 2.11 calls a Dataset URI handler at parse time: bctrl:// is refused there, clearly.
+        info["dataset-uris"] = [
+            {"schemes": ["bctrl"], "handler": "airflow_provider_bctrl.assets.refuse_on_airflow_2"}
+        ]
+    return info
+
+
+def _provider_info() -> dict[str, Any]:
     return {
         "package-name": "airflow-provider-bctrl",
         "name": "BCTRL",

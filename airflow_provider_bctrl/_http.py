@@ -28,6 +28,7 @@ from airflow_provider_bctrl.exceptions import (
     BctrlUnexpectedResponseError,
     error_from_response,
     error_from_transport,
+    without_frames,
 )
 
 __all__ = ["MAX_JSON_BYTES", "json_object", "new_session", "send"]
@@ -114,7 +115,7 @@ def send(
         if response.status_code >= 300 or not stream:
             _read_capped(response, operation, settings)
     except AnswerTooSlow as exc:
-        raise too_slow(exc, operation, settings, idempotent=idempotent) from exc
+        raise too_slow(exc, operation, settings, idempotent=idempotent) from without_frames(exc)
     except requests.RequestException as exc:
         changed = _cause_of_type(exc, FileChangedError)
         if changed is not None:
@@ -123,8 +124,8 @@ def send(
             raise BctrlInputError(
                 f"{changed} (during {operation}). The upload was abandoned and nothing was stored; "
                 "upload the file once whatever writes it has finished."
-            ) from exc
-        raise transport_error(exc, operation, settings, idempotent=idempotent) from exc
+            ) from without_frames(exc)
+        raise transport_error(exc, operation, settings, idempotent=idempotent) from without_frames(exc)
     finally:
         if body is not None:
             body.close()

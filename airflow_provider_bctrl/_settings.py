@@ -162,6 +162,9 @@ def mask(secret: str) -> None:
     # Airflow already masks connection passwords it hands out; this also covers keys set another way.
     from airflow.providers.common.compat.sdk import mask_secret
 
+    from airflow_provider_bctrl._masking import guard_mask_secret_requests
+
+    guard_mask_secret_requests()  # Airflow 3.0's dag.test() would log the value before masking it
     mask_secret(secret)
 
 

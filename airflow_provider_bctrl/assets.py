@@ -22,7 +22,7 @@ import urllib.parse
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_bctrl._validation import check_id, check_storage_path
-from airflow_provider_bctrl.exceptions import BctrlInputError
+from airflow_provider_bctrl.exceptions import BctrlInputError, BctrlUnsupportedError
 
 if TYPE_CHECKING:
     from urllib.parse import SplitResult
@@ -37,6 +37,7 @@ __all__ = [
     "create_asset",
     "openlineage_namespace",
     "parse_asset_uri",
+    "refuse_on_airflow_2",
     "sanitize_uri",
 ]
 
@@ -63,6 +64,22 @@ def asset_uri(space_id: str, path: str) -> str:
     if not relative:
         raise BctrlInputError(f"path {path!r} names no file or dataset.")
     return f"{SCHEME}://{space}/{relative}"
+
+
+#: Why ``bctrl://`` assets stop at Airflow 2.11, in the words the refusal uses.
+NEEDS_AIRFLOW_3 = (
+    "BCTRL assets (bctrl:// URIs) need Airflow 3.0 or later; this is Airflow 2.11, where they would be "
+    "Datasets without the asset-event features they rely on. The operators, the hook and XCom work on "
+    "2.11: drop the bctrl:// outlets or inlets, or upgrade Airflow (docs/installation.md)."
+)
+
+
+def refuse_on_airflow_2(uri: SplitResult) -> SplitResult:
+    """Airflow 2.11's ``dataset-uris`` handler for ``bctrl``: refuse the Dataset while the DAG is parsed.
+
+    :raises BctrlUnsupportedError: always, naming what to do instead.
+    """
+    raise BctrlUnsupportedError(f"{uri.scheme}://{uri.netloc}{uri.path}: {NEEDS_AIRFLOW_3}")
 
 
 def _invalid(uri: SplitResult, why: str) -> ValueError:
@@ -125,7 +142,12 @@ def create_asset(*, space_id: str, path: str, extra: dict[str, Any] | None = Non
     """
     from airflow.providers.common.compat.sdk import Asset
 
-    return Asset(uri=asset_uri(space_id, path), extra=extra)
+    from airflow_provider_bctrl.version_compat import AIRFLOW_V_3_0_PLUS
+
+    uri = asset_uri(space_id, path)
+    if not AIRFLOW_V_3_0_PLUS:
+        raise BctrlUnsupportedError(f"{uri}: {NEEDS_AIRFLOW_3}")
+    return Asset(uri=uri, extra=extra)
 
 
 def convert_asset_to_openlineage(asset: Asset, lineage_context: Any) -> OpenLineageDataset:

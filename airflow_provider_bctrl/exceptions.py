@@ -57,6 +57,13 @@ class BctrlConnectionConfigError(BctrlError, ValueError):
     """The Airflow connection is missing or cannot be used (no API key, bad base URL, ...)."""
 
 
+class BctrlUnsupportedError(BctrlError):
+    """A feature the installed Airflow line cannot give (``docs/installation.md``), refused at DAG parse time.
+
+    Not a ``ValueError`` on purpose: Airflow 2.11 turns a ``ValueError`` from a URI handler into a warning.
+    """
+
+
 class BctrlApiError(BctrlError):
     """The BCTRL API answered with an error, or could not be reached.
 
@@ -370,6 +377,18 @@ def in_handshake(exc: BaseException) -> bool:
     """Whether a TLS or timeout failure happened during the TLS handshake (so nothing was sent)."""
     text = " ".join(str(part) for part in _chain(exc))
     return any(marker in text for marker in _HANDSHAKE_MARKERS)
+
+
+def without_frames(exc: BaseException) -> BaseException:
+    """``exc`` with the tracebacks of it and of every exception it chains dropped; kept as a cause.
+
+    urllib3's frames hold the Authorization header in their locals, and Airflow 3.0's console
+    traceback prints frame locals unredacted. The cause itself stays (its type and text tell
+    ``test_connection`` what failed); only the frames go.
+    """
+    for current in _chain(exc):
+        current.__traceback__ = None
+    return exc
 
 
 def _chain(exc: BaseException) -> list[BaseException]:

@@ -39,3 +39,14 @@ def attach(protocol: str, *, fs: Any) -> None:
     from airflow.providers.common.compat.sdk import io
 
     io.attach(protocol, fs=fs)
+
+
+def runtime_providers_manager() -> Any:
+    """What task code and DAG parsing use to find providers' asset schemes, on this line."""
+    if AIRFLOW_V_3_2_PLUS:
+        from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
+
+        return ProvidersManagerTaskRuntime()
+    from airflow.providers_manager import ProvidersManager
+
+    return ProvidersManager()

@@ -17,6 +17,7 @@ from airflow_provider_bctrl.assets import (
     sanitize_uri,
 )
 from airflow_provider_bctrl.exceptions import BctrlInputError
+from airflow_provider_bctrl.version_compat import AIRFLOW_V_3_1_PLUS
 
 SPACE = "5b0e6c1e-3f7a-4d0e-9a51-2f1c7d9e8a10"
 
@@ -36,9 +37,9 @@ def test_provider_info_registers_the_bctrl_scheme() -> None:
 
 def test_airflow_discovers_the_scheme() -> None:
     """What the task runtime (and DAG parsing) actually uses, found through the entry point."""
-    from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
+    from _lines import runtime_providers_manager
 
-    manager = ProvidersManagerTaskRuntime()
+    manager = runtime_providers_manager()
     assert manager.asset_uri_handlers["bctrl"] is sanitize_uri
     assert manager.asset_factories["bctrl"] is create_asset
     assert manager.asset_to_openlineage_converters["bctrl"] is convert_asset_to_openlineage
@@ -79,10 +80,18 @@ def test_invalid_uris_are_refused_with_a_clear_error(uri: str, message: str) -> 
 
 
 def test_user_info() -> None:
-    """A user name alone is refused; with a password Airflow itself drops both (and warns) first."""
-    with pytest.raises(ValueError, match="may not contain ':' or '@'"):
-        Asset(f"bctrl://someone@{SPACE}/reports/daily")
-    with pytest.warns(UserWarning, match="password"):
+    """A user name alone is refused; with a password Airflow itself drops both (and warns) first.
+
+    Airflow 3.0 drops any user info, with its own warning, before our handler sees the URI: there the
+    asset becomes the same URI without it (a known difference, docs/installation.md).
+    """
+    if AIRFLOW_V_3_1_PLUS:
+        with pytest.raises(ValueError, match="may not contain ':' or '@'"):
+            Asset(f"bctrl://someone@{SPACE}/reports/daily")
+    else:
+        with pytest.warns(UserWarning, match="auth info"):
+            assert Asset(f"bctrl://someone@{SPACE}/reports/daily").uri == f"bctrl://{SPACE}/reports/daily"
+    with pytest.warns(UserWarning, match="password" if AIRFLOW_V_3_1_PLUS else "auth info"):
         asset = Asset(f"bctrl://someone:secret@{SPACE}/reports/daily")
     assert asset.uri == f"bctrl://{SPACE}/reports/daily"
 

@@ -27,6 +27,7 @@ from airflow.providers.common.compat.sdk import Asset, BaseOperator
 from airflow_provider_bctrl import DEFAULT_CONN_ID
 from airflow_provider_bctrl._arguments import HookParams, check_hook_params, check_hook_params_keys
 from airflow_provider_bctrl._validation import check_id
+from airflow_provider_bctrl.version_compat import AIRFLOW_V_3_1_PLUS
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.openlineage.facet import Dataset
@@ -138,6 +139,9 @@ class BctrlBaseOperator(BaseOperator):
             return
         ti = context["ti"]
         for key, value in values.items():
+            if value is None and not AIRFLOW_V_3_1_PLUS:
+                # Airflow 3.0's execution API rejects a None XCom value; pulling the key gives None all the same.
+                continue
             ti.xcom_push(key=key, value=value)
 
     # ------------------------------------------------------------------------------ asset events

@@ -185,11 +185,11 @@ class BctrlUploadFileOperator(BctrlBaseOperator):
             self._lineage_outputs.insert(0, stored)
 
 
-def _source_uri(source: str | os.PathLike[str] | ObjectStoragePath) -> str:
+def _source_uri(source: Any) -> str:
     """A checked upload source as a URI for lineage: ``file:///abs/path`` or the object storage URI."""
     if is_uri(source) or is_object_path(source):
         return str(source)
-    return Path(str(source)).resolve().as_uri()
+    return Path(source).resolve().as_uri()
 
 
 class BctrlCollectFileOperator(BctrlBaseOperator):

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
+from airflow_provider_bctrl.testing import _emulator_paths as paths
 from airflow_provider_bctrl.testing._emulator_errors import invalid
 from airflow_provider_bctrl.testing._emulator_store import EmulatorStore, RuntimeRecord, RuntimeStart
 
@@ -126,6 +127,9 @@ class RuntimeLifecycle:
             raise invalid("'delay' must be a number of seconds.", field="delay") from None
         if not 0 <= delay <= MAX_LATER_SECONDS:
             raise invalid(f"'delay' must be from 0 to {MAX_LATER_SECONDS:g} seconds.", field="delay")
+        # The path is checked now (400 runtime_file.path_invalid), not when the file lands unseen.
+        if not paths.runtime_location(path):
+            raise invalid("'path' must name a file.", code="runtime_file.path_invalid", path=path)
         scratch = self.store.runtime_scratch(runtime_id)  # 404 for an unknown runtime
         tmp = scratch / f"later-{os.urandom(8).hex()}"
         size = 0

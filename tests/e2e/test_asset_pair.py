@@ -24,6 +24,17 @@ from dagrun_helpers import DagRunResult, collect_run
 
 from airflow_provider_bctrl.testing.emulator import BctrlEmulator
 
+# Airflow 2.11 has no bctrl:// assets (refused at parse time: tests/test_airflow_lines.py). Airflow 3.0's
+# dag.test() syncs no DAG to the metadata DB, so a bctrl:// outlet is an inactive asset there and the task
+# fails with AirflowInactiveAssetInInletOrOutletException before our code runs; under a scheduler the pair
+# works (the DAG processor registers the assets). Not yet reproduced with a scheduler in CI: docs/installation.md.
+pytestmark = pytest.mark.airflow_lines(
+    "3.1",
+    "3.2",
+    "3.3",
+    reason="the asset pair needs dag.test() to register assets (Airflow 3.1+); 2.11 has no bctrl:// assets",
+)
+
 REPORT_PATH = "/tmp/runtime/output/report.json"
 PRODUCER, CONSUMER = "bctrl_asset_producer", "bctrl_asset_consumer"
 EXTRA_KEYS = {"file_id", "artifact_id", "run_id", "runtime_id", "space_id", "path", "uri"}

@@ -114,3 +114,38 @@ def test_posts_do_not_follow_redirects(
     assert "not a BCTRL error object" in str(info.value)
     assert KEY not in str(info.value)
     assert elsewhere.seen == []
+
+
+def test_a_transport_error_chains_its_cause_without_frames(monkeypatch: pytest.MonkeyPatch) -> None:
+    """urllib3's frames hold the Authorization header in their locals, and Airflow 3.0's console
+    traceback prints frame locals: the error keeps its cause (for test_connection) but no frames."""
+    import socket
+
+    from airflow_provider_bctrl.exceptions import BctrlTransportError
+
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def hang_up() -> None:  # read the request (the key went out), then close without an answer
+        for _ in range(2):
+            conn, _ = listener.accept()
+            conn.recv(65536)
+            conn.close()
+
+    threading.Thread(target=hang_up, daemon=True).start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_BCTRL_HANGUP", json.dumps({"conn_type": "bctrl", "host": url, "password": KEY})
+    )
+    try:
+        with BctrlHook("bctrl_hangup", max_retries=0) as hook, pytest.raises(BctrlTransportError) as raised:
+            hook.whoami()
+    finally:
+        listener.close()
+    chained = []
+    current: BaseException | None = raised.value.__cause__
+    while current is not None and len(chained) < 20:
+        chained.append(current)
+        current = current.__cause__ or current.__context__
+    assert chained, "the cause is kept"
+    assert all(exc.__traceback__ is None for exc in chained)
+    assert KEY not in str(raised.value)

@@ -67,14 +67,16 @@ def test_an_unknown_key_fails_when_the_dag_is_parsed(kind: str) -> None:
 
 
 @pytest.mark.parametrize("kind", sorted(OPERATORS))
-def test_hook_params_reach_the_hook(kind: str) -> None:
+def test_hook_params_reach_the_hook(kind: str, bctrl_conn_env: str) -> None:
     operator, arguments = OPERATORS[kind]
     op = operator(
         task_id=kind, hook_params={"timeout": 7.5, "max_retries": 0, "max_retry_wait": 2}, **arguments
     )
     assert "hook" not in vars(op)  # nothing is created at parse time
-    arguments = op.hook._arguments
-    assert (arguments.timeout, arguments.max_retries, arguments.max_retry_wait) == (7.5, 0, 2.0)
+    settings = op.hook.settings
+    assert (settings.read_timeout, settings.max_retries, settings.max_retry_wait) == (7.5, 0, 2.0)
+    plain = operator(task_id=f"{kind}_plain", **arguments).hook.settings  # the connection's defaults
+    assert (plain.read_timeout, plain.max_retries, plain.max_retry_wait) == (60, 3, 60)
 
 
 def test_templated_values_render_to_numbers(bctrl_conn_env: str) -> None:

@@ -125,3 +125,15 @@ def test_fs_later_makes_a_file_appear_after_the_delay(emu: BctrlEmulator, runtim
     else:
         raise AssertionError("the delayed file never appeared")
     assert emu.read_runtime_file(runtime_id, "/tmp/later.txt") == b"late bytes"
+
+
+def test_fs_later_checks_its_path_and_delay_at_once(emu: BctrlEmulator, runtime_id: str) -> None:
+    for params in (
+        {"path": "../escape.txt", "delay": "1"},
+        {"path": "/", "delay": "1"},
+        {"path": "a", "delay": "-1"},
+    ):
+        response = session().post(
+            f"{emu.url}/_emulator/runtimes/{runtime_id}/fs/later", params=params, data=b"x", timeout=10
+        )
+        assert response.status_code == 400, (params, response.text)
