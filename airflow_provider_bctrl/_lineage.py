@@ -6,6 +6,10 @@ comes from ``airflow.providers.common.compat.lineage.hook``, which gives every s
 (2.11 names its methods after datasets, 3.x after assets) the same ``add_input_asset`` /
 ``add_output_asset``.
 
+On Airflow 2.11 a ``bctrl://`` URI cannot be a Dataset (the provider refuses it there, see
+``docs/installation.md``), so the hook reports only the other end of a transfer: the local file or
+the object it read or wrote.
+
 Lineage is a side channel: nothing here may fail a transfer that worked, so every failure is logged and
 swallowed. When no lineage reader is registered (the OpenLineage provider not installed or disabled),
 Airflow hands out a collector that does nothing; then the hook skips the one lookup a stored file's
@@ -83,12 +87,24 @@ def report_lineage(
     collector = hook_lineage_collector(log)
     if collector is None:
         return
+    from airflow_provider_bctrl.version_compat import AIRFLOW_V_3_0_PLUS
+
+    if not AIRFLOW_V_3_0_PLUS:
+        inputs, outputs = _without_bctrl(inputs), _without_bctrl(outputs)
     for items, add in ((inputs, collector.add_input_asset), (outputs, collector.add_output_asset)):
         for item in items:
             try:
                 _add(context, add, item, stored_uri)
             except Exception as exc:
                 log.warning("Could not report lineage for %s: %s", item, exc)
+
+
+def _without_bctrl(items: Sequence[LineageItem]) -> list[LineageItem]:
+    return [
+        item
+        for item in items
+        if not isinstance(item, StoredFileRef) and not (isinstance(item, str) and item.startswith("bctrl://"))
+    ]
 
 
 def _add(
