@@ -1,11 +1,11 @@
 """Keep the API key out of the ``dag.test()`` debug log of Airflow 3.x.
 
-Airflow 3.0's in-process task supervisor (used by ``dag.test()`` and ``airflow dags test``) logs every
-request a task sends it at DEBUG, ``Sending request msg=MaskSecret(value=...)`` included, and 3.0's
-``mask_secret`` sends that request *before* it adds the value to the secrets masker. So fetching a
-connection logs its password in clear text once, whichever provider fetches it. Airflow 3.1+ mask
-first and send afterwards, but the debug line still shows the value (measured on 3.3 with
-``airflow dags test``: tests/e2e/test_external_dag_cli.py). Real workers' task runners do not log
+The in-process task supervisor (used by ``dag.test()`` and ``airflow dags test``) logs every request a
+task sends it at DEBUG, ``Sending request msg=MaskSecret(value=...)`` included. 3.0's ``mask_secret``
+sends that request before it adds the value to the secrets masker; 3.1 and later add it first, but the
+masker does not look inside the message object. Either way fetching a connection logs its password in
+clear text, whichever provider fetches it (measured here on 3.1 and 3.2, and on 3.3.2 with this
+provider's layered hook: tests/e2e/test_external_dag_cli.py). Real workers' task runners do not log
 their requests.
 
 :func:`guard_mask_secret_requests` wraps that supervisor's logger, on every 3.x line, so a
