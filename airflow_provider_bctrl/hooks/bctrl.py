@@ -118,7 +118,7 @@ class BctrlHook(BaseHook):
 
     @classmethod
     def get_connection(cls, conn_id: str) -> Any:
-        """The Airflow connection ``conn_id``; on Airflow 3.0 its key never reaches ``dag.test()``'s debug log."""
+        """The Airflow connection ``conn_id``; on Airflow 3.x its key never reaches ``dag.test()``'s debug log."""
         from airflow_provider_bctrl._masking import guard_mask_secret_requests
 
         guard_mask_secret_requests()
