@@ -45,6 +45,9 @@ class StreamingMultipartBody:
     :param filename: the file part's ``filename``.
     :param content_type: the file part's ``Content-Type``.
     :param on_progress: called with the number of file bytes sent so far after every chunk.
+
+    Two more callbacks may be set after construction: ``on_sent`` (the last byte went to the socket)
+    and ``on_closed`` (:meth:`close` was called: the sender is done with this attempt, answered or not).
     """
 
     def __init__(
@@ -87,6 +90,10 @@ class StreamingMultipartBody:
         self._chunk_size = chunk_size
         #: Called with the number of file bytes sent so far after every chunk (may be set later).
         self.on_progress = on_progress
+        #: Called once the whole body went to the socket (the server may still be storing it).
+        self.on_sent: Callable[[], None] | None = None
+        #: Called by :meth:`close`, when the attempt that sent this body is over.
+        self.on_closed: Callable[[], None] | None = None
         self._started = False
 
     def __len__(self) -> int:
@@ -101,8 +108,10 @@ class StreamingMultipartBody:
             # memoryviews go to the socket as they are; typed as bytes for requests' signature.
             yield from self._file_chunks()  # type: ignore[misc]
             yield self._tail
+            if self.on_sent is not None:
+                self.on_sent()
         finally:
-            self.close()
+            self._file.close()
 
     def _file_chunks(self) -> Iterator[memoryview]:
         # The buffer is reused: http.client sends each chunk completely (sendall) before asking for
@@ -141,8 +150,10 @@ class StreamingMultipartBody:
         return repr(getattr(self._file, "name", "the source"))
 
     def close(self) -> None:
-        """Close the source. Safe to call more than once."""
+        """Close the source and call ``on_closed``: the attempt is over. Safe to call more than once."""
         self._file.close()
+        if self.on_closed is not None:
+            self.on_closed()
 
     def to_bytes(self) -> bytes:
         """The whole body in memory. For tests and small files only."""

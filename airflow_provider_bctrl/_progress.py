@@ -3,11 +3,16 @@
 A line at most every 10 % of the bytes or every 30 seconds, whichever comes first, and one summary
 line at the end — enough to see a multi-GiB upload moving without flooding the log. A transfer that
 is over within ``quiet_seconds`` gets the summary line only: nobody needs to watch it move.
+
+After the last byte of an upload went out, :meth:`TransferProgress.wait_for_answer` keeps the log from
+going silent while the server stores the file: one line once the answer is ``wait_notice`` seconds late,
+then one every ``interval`` seconds until :meth:`TransferProgress.answered` (one small thread per upload).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -27,6 +32,8 @@ class TransferProgress:
     :param interval: ...or once per this many seconds, whichever comes first.
     :param quiet_seconds: no progress lines before this many seconds have passed (the summary is
         always logged), so short transfers stay short in the log and cheap.
+    :param wait_notice: after :meth:`wait_for_answer`, log that the server is still working once this
+        many seconds passed without :meth:`answered` (then every ``interval`` seconds); ``None``: never.
     """
 
     def __init__(
@@ -39,6 +46,7 @@ class TransferProgress:
         interval: float = 30.0,
         quiet_seconds: float = 0.0,
         clock: Callable[[], float] | None = None,
+        wait_notice: float | None = None,
     ) -> None:
         self._log = log
         self._label = label
@@ -52,6 +60,9 @@ class TransferProgress:
         self._quiet_until = self._started + quiet_seconds
         self.done = 0
         self.lines = 0
+        self._wait_notice = wait_notice
+        self._answered = threading.Event()
+        self._waiter: threading.Thread | None = None
 
     def update(self, done: int) -> None:
         """Record that ``done`` bytes have moved so far; log when a step or the interval is reached."""
@@ -80,12 +91,43 @@ class TransferProgress:
             self.done / _MIB / elapsed,
         )
 
+    def wait_for_answer(self) -> None:
+        """The whole body went out: from now on, say so in the log while no answer has come."""
+        if self._wait_notice is None or self._waiter is not None or self._answered.is_set():
+            return
+        sent_after = max(self._clock() - self._started, 0.0)
+        self._waiter = threading.Thread(
+            target=self._notice_waiting, args=(sent_after,), name="bctrl-answer-wait", daemon=True
+        )
+        self._waiter.start()
+
+    def answered(self) -> None:
+        """The attempt is over (answered or failed): no more waiting lines. Safe to call more than once."""
+        self._answered.set()
+
+    def _notice_waiting(self, sent_after: float) -> None:
+        assert self._wait_notice is not None
+        waited = self._wait_notice
+        delay = self._wait_notice
+        while not self._answered.wait(delay):
+            self.lines += 1
+            self._log.info(
+                "%s: waiting for BCTRL to store %s (all sent in %.1f s; no answer for %.0f s yet)",
+                self._label,
+                human_size(self.total),
+                sent_after,
+                waited,
+            )
+            delay = self._interval
+            waited += delay
+
     def finish(self, outcome: str = "") -> float:
         """Log the summary line (size, time, throughput) and return the elapsed seconds.
 
         :param outcome: appended after a ``;``, e.g. the stored file's id, so a transfer's result is
             on its summary line rather than on a line of its own.
         """
+        self.answered()
         elapsed = max(self._clock() - self._started, 1e-9)
         self._log.info(
             "%s finished: %s in %.2f s (%s/s)%s",

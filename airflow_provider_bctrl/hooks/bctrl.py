@@ -14,10 +14,10 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
 from os import PathLike
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
 import requests
@@ -40,6 +40,7 @@ from airflow_provider_bctrl._http import (
     too_slow,
     transport_error,
 )
+from airflow_provider_bctrl._lineage import LineageItem, LocalFile, StoredFileRef, report_lineage
 from airflow_provider_bctrl._multipart import StreamingMultipartBody, guess_content_type
 from airflow_provider_bctrl._progress import TransferProgress
 from airflow_provider_bctrl._retry import backoff_delay, call_with_retries
@@ -52,6 +53,7 @@ from airflow_provider_bctrl._settings import (
 )
 from airflow_provider_bctrl._storage import Destination, resolve_destination, resolve_source
 from airflow_provider_bctrl._validation import check_id, check_idempotency_key, check_name
+from airflow_provider_bctrl.assets import asset_uri
 from airflow_provider_bctrl.exceptions import (
     BctrlApiError,
     BctrlAuthError,
@@ -80,8 +82,14 @@ __all__ = ["BctrlConnectionSettings", "BctrlHook", "guess_content_type"]
 
 #: Transfers shorter than this log only their summary line, no progress lines.
 PROGRESS_QUIET_SECONDS = 2.0
+#: An upload whose answer has not come this many seconds after its last byte went out logs that it
+#: is waiting (then again every 30 s), so a server storing a large file leaves no silent stretch.
+WAIT_NOTICE_SECONDS = 5.0
 #: How many of the latest retry waits :attr:`BctrlHook.retry_waits` keeps.
 RETRY_WAITS_KEPT = 100
+
+_Model = TypeVar("_Model")
+_Result = TypeVar("_Result")
 
 
 class BctrlHook(BaseHook):
@@ -110,7 +118,7 @@ class BctrlHook(BaseHook):
 
     @classmethod
     def get_connection(cls, conn_id: str) -> Any:
-        """The Airflow connection ``conn_id``; on Airflow 3.0 its key never reaches ``dag.test()``'s debug log."""
+        """The Airflow connection ``conn_id``; on Airflow 3.x its key never reaches ``dag.test()``'s debug log."""
         from airflow_provider_bctrl._masking import guard_mask_secret_requests
 
         guard_mask_secret_requests()
@@ -234,7 +242,9 @@ class BctrlHook(BaseHook):
 
         return self._with_retries(operation, attempt, max_retries)
 
-    def _with_retries(self, operation: str, call: Callable[[], Any], max_retries: int | None = None) -> Any:
+    def _with_retries(
+        self, operation: str, call: Callable[[], _Result], max_retries: int | None = None
+    ) -> _Result:
         retries = self.settings.max_retries if max_retries is None else max_retries
 
         def wait(attempt: int, error: BctrlApiError) -> None:
@@ -258,8 +268,8 @@ class BctrlHook(BaseHook):
         return call_with_retries(call, retries=retries, before_retry=wait)
 
     def _parse(
-        self, response: requests.Response, operation: str, build: Callable[[dict[str, Any]], Any]
-    ) -> Any:
+        self, response: requests.Response, operation: str, build: Callable[[dict[str, Any]], _Model]
+    ) -> _Model:
         payload = json_object(response, operation, self.settings)
         try:
             return build(payload)
@@ -366,9 +376,15 @@ class BctrlHook(BaseHook):
                 content_type=content_type,
             )
             progress = TransferProgress(
-                self.log, f"Upload of {filename}", body.file_size, quiet_seconds=PROGRESS_QUIET_SECONDS
+                self.log,
+                f"Upload of {filename}",
+                body.file_size,
+                quiet_seconds=PROGRESS_QUIET_SECONDS,
+                wait_notice=WAIT_NOTICE_SECONDS,
             )
             body.on_progress = progress.update  # a fresh counter per attempt
+            body.on_sent = progress.wait_for_answer
+            body.on_closed = progress.answered  # send() closes the body when the attempt is over
             return body
 
         self.log.info(
@@ -391,6 +407,8 @@ class BctrlHook(BaseHook):
             # The summary is logged even when the answer cannot be parsed: the bytes did go.
             if progress is not None:
                 progress.finish(_upload_outcome(staged))
+        read = LocalFile(origin.local_path.resolve()) if origin.local_path is not None else origin.uri
+        self._report_lineage(inputs=[read], outputs=[StoredFileRef(staged.id)])
         return staged
 
     def collect_file(
@@ -435,6 +453,7 @@ class BctrlHook(BaseHook):
             collected.file.id,
             f" as artifact {collected.artifact.id}" if collected.artifact else "",
         )
+        self._report_lineage(outputs=[_space_file(space, collected.file)])
         return collected
 
     def stage_file(
@@ -456,7 +475,9 @@ class BctrlHook(BaseHook):
             operation="stage",
             json_body=args.json_body(),
         )
-        return self._parse(response, "stage", RuntimeStagedFile.from_api)
+        staged = self._parse(response, "stage", RuntimeStagedFile.from_api)
+        self._report_lineage(inputs=[StoredFileRef(args.file_id)])
+        return staged
 
     def get_file(self, file_id: str) -> StoredFile:
         """The durable file's metadata (``GET /v1/files/{fileId}``)."""
@@ -494,7 +515,11 @@ class BctrlHook(BaseHook):
         )
         # The same retry loop as every request, around the whole transfer: a break in the middle of
         # the body starts it again from the first byte, into a fresh temporary file.
-        return self._with_retries("download", lambda: self._download_once(args.file_id, target))
+        self.log.info("Downloading file %s from %s to %s", args.file_id, self.settings.base_url, target.shown)
+        uri = self._with_retries("download", lambda: self._download_once(args.file_id, target))
+        wrote = LocalFile(target.local_path.resolve()) if target.local_path is not None else target.uri
+        self._report_lineage(inputs=[StoredFileRef(args.file_id)], outputs=[wrote])
+        return uri
 
     def _download_once(self, file_id: str, target: Destination) -> str:
         response = self._request(
@@ -558,6 +583,19 @@ class BctrlHook(BaseHook):
             f"The download of {file_id} gave {received} bytes{how}, but the stored file has {size}; "
             "nothing was written."
         )
+
+    # ------------------------------------------------------------------ hook-level lineage
+
+    def _report_lineage(
+        self, *, inputs: Sequence[LineageItem] = (), outputs: Sequence[LineageItem] = ()
+    ) -> None:
+        """Tell Airflow's hook lineage collector what a finished call read and wrote (never raises)."""
+        report_lineage(self, inputs=inputs, outputs=outputs, stored_uri=self._stored_asset_uri, log=self.log)
+
+    def _stored_asset_uri(self, file_id: str) -> str | None:
+        """The ``bctrl://<space>/<path>`` URI of a durable file, looked up with ``GET /v1/files/{id}``."""
+        stored = self.get_file(file_id)
+        return asset_uri(stored.space_id, stored.path) if stored.space_id and stored.path else None
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the connection with one read-only whoami call, bounded by the timeout and never retried.
@@ -696,6 +734,14 @@ def _upload_outcome(staged: RuntimeStagedFile | None) -> str:
         return "the answer could not be read"
     where = f", runtime path {staged.runtime_path}" if staged.runtime_path else ""
     return f"stored as file {staged.id}{where}"
+
+
+def _space_file(space_id: str, stored: StoredFile) -> LineageItem:
+    """A stored file's asset URI from its space and path; by id (looked up) when they make none."""
+    try:
+        return asset_uri(space_id, stored.path) if stored.path else StoredFileRef(stored.id)
+    except BctrlInputError:
+        return StoredFileRef(stored.id)
 
 
 def _q(value: str) -> str:

@@ -71,6 +71,7 @@ def test_a_path_with_spaces_and_non_ascii_reaches_a_downstream_task_as_a_plain_p
     out, err = capfd.readouterr()
     log = out + err
     assert f"written to {target.resolve()}" in log
+    assert f"Downloading file {file_id} from {emu.url} to {target.resolve()}" in log  # the start line
     assert "%C3%9C" not in log  # "Ü", percent-encoded
 
 

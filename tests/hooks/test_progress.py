@@ -6,15 +6,21 @@ hook against the emulator checks the lines a task log actually gets.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
+import time
+from collections.abc import Callable, Iterator
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import pytest
+from _loopback import HttpRecorder
 
 from airflow_provider_bctrl._progress import TransferProgress, human_size
+from airflow_provider_bctrl.hooks import bctrl as bctrl_module
 from airflow_provider_bctrl.hooks.bctrl import BctrlHook
 
 MIB = 1024 * 1024
@@ -24,6 +30,11 @@ PROGRESS = re.compile(
 SUMMARY = re.compile(
     r"^(?P<label>.+) finished: (?P<size>\d+(?:\.\d)?) (?P<size_unit>B|KiB|MiB|GiB|TiB) in (?P<seconds>\d+\.\d\d) s "
     r"\((?P<rate>\d+(?:\.\d)?) (?P<rate_unit>B|KiB|MiB|GiB|TiB)/s\)(?:; (?P<outcome>.+))?$"
+)
+
+WAITING = re.compile(
+    r"^(?P<label>.+): waiting for BCTRL to store (?P<size>\d+(?:\.\d)? (?:B|KiB|MiB|GiB|TiB)) "
+    r"\(all sent in (?P<sent>\d+\.\d) s; no answer for (?P<waited>\d+) s yet\)$"
 )
 
 
@@ -277,3 +288,129 @@ def test_after_the_quiet_seconds_the_rate_rule_applies(
         progress.update(done)
     percents = [int(line["percent"]) for line in _progress_lines(_messages(caplog, logger.name))]
     assert percents == [10, 20, 30, 40, 50, 60, 70, 80, 90]  # past the quiet 2 s, 10 % steps as usual
+
+
+# ------------------------------------------------------- no silent stretch while the server stores a file
+
+
+def _slow_answer(delay: float) -> Callable[[dict[str, Any]], tuple[int, dict[str, str], bytes]]:
+    """An upload answer that comes ``delay`` seconds after the whole body arrived."""
+
+    def respond(request: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+        time.sleep(delay)
+        staged = {"id": "file-slow", "name": "slow.bin", "runtimePath": "inputs/slow.bin", "sizeBytes": 4}
+        return 200, {"Content-Type": "application/json"}, json.dumps(staged).encode()
+
+    return respond
+
+
+@pytest.fixture
+def slow_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[float], HttpRecorder]]:
+    """A loopback HTTP server that answers uploads late; the default connection points at it."""
+    started: list[HttpRecorder] = []
+
+    def start(delay: float) -> HttpRecorder:
+        recorder = HttpRecorder(_slow_answer(delay))
+        started.append(recorder)
+        connection = {"conn_type": "bctrl", "host": recorder.url, "password": "bctrl_slow_key_0123"}
+        monkeypatch.setenv("AIRFLOW_CONN_BCTRL_DEFAULT", json.dumps(connection))
+        return recorder
+
+    yield start
+    for recorder in started:
+        recorder.close()
+
+
+def _upload_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> list[str]:
+    source = tmp_path / "slow.bin"
+    source.write_bytes(b"data")
+    with BctrlHook(max_retries=0, timeout=30) as hook:
+        hook._log = logging.getLogger("tests.bctrl.hook")  # type: ignore[assignment]
+        caplog.set_level(logging.INFO, logger="tests.bctrl.hook")
+        staged = hook.upload_file("rt-1", source)
+    assert staged.id == "file-slow"
+    return _messages(caplog, "tests.bctrl.hook")
+
+
+def test_a_late_answer_after_the_upload_is_announced_once(
+    slow_server: Callable[[float], HttpRecorder],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The body went out, the server takes its time: one "waiting" line, before the summary."""
+    monkeypatch.setattr(bctrl_module, "WAIT_NOTICE_SECONDS", 0.3)
+    slow_server(1.5)  # more than the notice, less than notice + the 30 s repeat interval
+
+    messages = _upload_logged(tmp_path, caplog)
+
+    waiting = [m for m in messages if WAITING.match(m)]
+    assert len(waiting) == 1, messages
+    match = WAITING.match(waiting[0])
+    assert match is not None
+    assert (match["label"], match["size"], match["waited"]) == ("Upload of slow.bin", "4 B", "0")
+    (summary,) = _summary_lines(messages)
+    assert messages.index(waiting[0]) < messages.index(summary.string)
+
+
+def test_a_prompt_answer_logs_no_waiting_line(
+    slow_server: Callable[[float], HttpRecorder],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(bctrl_module, "WAIT_NOTICE_SECONDS", 5.0)
+    slow_server(0.0)
+    messages = _upload_logged(tmp_path, caplog)
+    assert not [m for m in messages if "waiting for BCTRL" in m]
+    assert len(_summary_lines(messages)) == 1
+
+
+def test_waiting_lines_repeat_at_the_interval_and_stop_when_answered(
+    logger: logging.Logger, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Bounded: one line after ``wait_notice``, then one per ``interval``; none after :meth:`answered`."""
+    progress = TransferProgress(logger, "Upload of big.bin", 200 * MIB, interval=0.2, wait_notice=0.1)
+    progress.update(200 * MIB)
+    progress.wait_for_answer()
+    deadline = time.monotonic() + 10
+    while progress.lines < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    progress.answered()
+    count = progress.lines
+    time.sleep(0.5)  # more than two intervals: a thread still running would log again
+
+    waiting = [m for m in _messages(caplog, logger.name) if WAITING.match(m)]
+    assert count >= 3
+    assert len(waiting) == progress.lines == count
+    sizes_and_waits = [(m["size"], int(m["waited"])) for m in map(WAITING.match, waiting) if m]
+    assert sizes_and_waits[0][0] == "200.0 MiB"
+    # the waits grow by one interval each (0.1, 0.3, 0.5 ... printed as whole seconds)
+    assert [w for _, w in sizes_and_waits] == sorted(w for _, w in sizes_and_waits)
+
+
+def test_without_wait_notice_nothing_waits(logger: logging.Logger, caplog: pytest.LogCaptureFixture) -> None:
+    progress = TransferProgress(logger, "Upload of x", 10, wait_notice=None)
+    progress.wait_for_answer()
+    assert progress._waiter is None
+
+
+@pytest.mark.usefixtures("bctrl_conn_env")
+def test_a_download_starts_with_a_line_naming_what_from_where_to_where(
+    runtime_id: str, emu: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = tmp_path / "in.bin"
+    source.write_bytes(b"x" * 1000)
+    target = tmp_path / "Q1 reports" / "Übersicht.bin"
+    target.parent.mkdir()
+    with BctrlHook(max_retries=0) as hook:
+        hook._log = logging.getLogger("tests.bctrl.hook")  # type: ignore[assignment]
+        caplog.set_level(logging.INFO, logger="tests.bctrl.hook")
+        file_id = hook.upload_file(runtime_id, source).id
+        hook.download_file(file_id, target)
+
+    messages = _messages(caplog, "tests.bctrl.hook")
+    start = f"Downloading file {file_id} from {emu.url} to {target}"
+    assert start in messages
+    (summary,) = [m for m in _summary_lines(messages) if m["label"] == f"Download of {file_id}"]
+    assert messages.index(start) < messages.index(summary.string)
