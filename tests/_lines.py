@@ -35,10 +35,17 @@ def memory_uri(path: str) -> str:
 
 
 def attach(protocol: str, *, fs: Any) -> None:
-    """Attach an fsspec filesystem to Airflow's object storage (``airflow.sdk.io`` / ``airflow.io``)."""
-    from airflow.providers.common.compat.sdk import io
+    """Attach an fsspec filesystem to Airflow's object storage (``airflow.sdk.io``; 2.11: ``airflow.io.store``)."""
+    from airflow_provider_bctrl.version_compat import AIRFLOW_V_3_0_PLUS
 
-    io.attach(protocol, fs=fs)
+    if AIRFLOW_V_3_0_PLUS:
+        from airflow.providers.common.compat.sdk import io
+
+        io.attach(protocol, fs=fs)
+    else:
+        from airflow.io.store import attach as attach_store
+
+        attach_store(protocol, fs=fs)
 
 
 def runtime_providers_manager() -> Any:

@@ -22,7 +22,6 @@ import fsspec
 import pytest
 from _lines import attach
 from airflow.providers.common.compat.sdk import ObjectStoragePath
-from airflow.sdk.execution_time.context import OutletEventAccessors
 
 from airflow_provider_bctrl.operators import (
     BctrlCollectFileOperator,
@@ -31,6 +30,21 @@ from airflow_provider_bctrl.operators import (
     BctrlUploadFileOperator,
 )
 from airflow_provider_bctrl.testing.emulator import BctrlEmulator
+from airflow_provider_bctrl.version_compat import AIRFLOW_V_3_0_PLUS
+
+if AIRFLOW_V_3_0_PLUS:
+    from airflow.sdk.execution_time.context import OutletEventAccessors
+
+pytestmark = [
+    pytest.mark.airflow_lines(
+        "3.0",
+        "3.1",
+        "3.2",
+        "3.3",
+        reason="drives the operators with Airflow 3's OutletEventAccessors; not ported to 2.11",
+    ),
+]
+
 
 RESULTS = "/tmp/runtime/output/results.json"
 

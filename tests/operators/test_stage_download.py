@@ -19,7 +19,6 @@ import fsspec
 import pytest
 from _lines import attach
 from airflow.providers.common.compat.sdk import Asset, ObjectStoragePath
-from airflow.sdk.execution_time.context import OutletEventAccessors
 
 from airflow_provider_bctrl.exceptions import BctrlInputError, BctrlNotFoundError, BctrlServerError
 from airflow_provider_bctrl.operators import BctrlDownloadFileOperator as ExportedDownload
@@ -31,6 +30,21 @@ from airflow_provider_bctrl.operators.runtime_files import (
     BctrlUploadFileOperator,
 )
 from airflow_provider_bctrl.testing.emulator import BctrlEmulator
+from airflow_provider_bctrl.version_compat import AIRFLOW_V_3_0_PLUS
+
+if AIRFLOW_V_3_0_PLUS:
+    from airflow.sdk.execution_time.context import OutletEventAccessors
+
+pytestmark = [
+    pytest.mark.airflow_lines(
+        "3.0",
+        "3.1",
+        "3.2",
+        "3.3",
+        reason="drives the operators with Airflow 3's OutletEventAccessors; not ported to 2.11",
+    ),
+]
+
 
 STAGED_KEYS = {"id", "name", "runtimeId", "runtimePath", "sizeBytes", "expiresAt"}
 
