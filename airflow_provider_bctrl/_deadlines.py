@@ -130,15 +130,26 @@ class _HTTPSPool(HTTPSConnectionPool):
     ConnectionCls = _HTTPSConnection
 
 
+_POOL_CLASSES = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
 class DeadlineAdapter(HTTPAdapter):
-    """requests' adapter whose connections bound the wait for an answer's head (not through a proxy)."""
+    """requests' adapter whose connections bound the wait for an answer's head, directly or through
+    an HTTP(S) proxy (a SOCKS proxy keeps urllib3's own connection classes)."""
 
     def init_poolmanager(
         self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any
     ) -> None:
         """Create the pool manager as requests does, with the deadline-aware connection pools."""
         super().init_poolmanager(connections, maxsize, block=block, **pool_kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+        self.poolmanager.pool_classes_by_scheme = dict(_POOL_CLASSES)
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        """requests' proxy manager for ``proxy``, with the deadline-aware pools for an HTTP(S) proxy."""
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if not proxy.lower().startswith("socks"):
+            manager.pool_classes_by_scheme = dict(_POOL_CLASSES)
+        return manager
 
 
 def read_body(raw: Any, read_timeout: float, *, download: bool) -> Iterator[bytes]:
@@ -164,9 +175,12 @@ def read_body(raw: Any, read_timeout: float, *, download: bool) -> Iterator[byte
             )
         window_bytes += len(chunk)
         if download and now - window_start >= window:
-            if window_bytes < LOW_SPEED_BYTES * window:
+            # The speed over the time that really passed: a chunk can arrive long after the window
+            # ended, and comparing with one window's worth would halve the limit.
+            elapsed = now - window_start
+            if window_bytes < LOW_SPEED_BYTES * elapsed:
                 raise AnswerTooSlow(
-                    f"sent the download at {window_bytes / (now - window_start):.0f} bytes/s over {window:g} s, "
+                    f"sent the download at {window_bytes / elapsed:.0f} bytes/s over {elapsed:.1f} s, "
                     f"below the {LOW_SPEED_BYTES} bytes/s the hook waits for"
                 )
             window_start, window_bytes = now, 0

@@ -7,6 +7,7 @@ server that echoes the key cannot put it into a result, an XCom, an exception or
 from __future__ import annotations
 
 import json
+import traceback
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -31,7 +32,7 @@ from airflow_provider_bctrl.exceptions import (
     without_frames,
 )
 
-__all__ = ["MAX_JSON_BYTES", "json_object", "new_session", "send"]
+__all__ = ["MAX_JSON_BYTES", "json_object", "new_session", "redacted_cause", "send"]
 
 #: Enough pooled connections for many threads sharing one hook without urllib3 discarding them.
 POOL_SIZE = 32
@@ -115,7 +116,11 @@ def send(
         if response.status_code >= 300 or not stream:
             _read_capped(response, operation, settings)
     except AnswerTooSlow as exc:
+<<<<<<< HEAD
         raise too_slow(exc, operation, settings, idempotent=idempotent) from without_frames(exc)
+=======
+        raise too_slow(exc, operation, settings, idempotent=idempotent) from redacted_cause(exc, settings)
+>>>>>>> issue-12b
     except requests.RequestException as exc:
         changed = _cause_of_type(exc, FileChangedError)
         if changed is not None:
@@ -124,8 +129,15 @@ def send(
             raise BctrlInputError(
                 f"{changed} (during {operation}). The upload was abandoned and nothing was stored; "
                 "upload the file once whatever writes it has finished."
+<<<<<<< HEAD
             ) from without_frames(exc)
         raise transport_error(exc, operation, settings, idempotent=idempotent) from without_frames(exc)
+=======
+            ) from exc
+        raise transport_error(exc, operation, settings, idempotent=idempotent) from redacted_cause(
+            exc, settings
+        )
+>>>>>>> issue-12b
     finally:
         if body is not None:
             body.close()
@@ -244,6 +256,25 @@ def redacted_error(error: BctrlApiError, settings: BctrlConnectionSettings) -> B
     for name, value in list(vars(error).items()):
         error.__dict__[name] = _redact_tree(value, key)
     return error
+
+
+def redacted_cause(exc: BaseException, settings: BctrlConnectionSettings) -> BaseException:
+    """``exc`` to chain under a typed error, or a stand-in of the same type if it carries the API key.
+
+    A server can put the key where requests and urllib3 quote it in their own errors (an echoed status
+    line, a chunk size, a header line), and a task log prints the whole chain. The stand-in keeps the
+    type (callers branch on it) and the text, redacted.
+    """
+    key = settings.api_key
+    text = "".join(traceback.format_exception(exc))
+    if key not in text:
+        return exc
+    said = settings.redact(str(exc))
+    try:
+        stand_in = type(exc)(said)
+    except Exception:  # a type whose constructor wants more than a message
+        stand_in = requests.exceptions.ConnectionError(said)
+    return stand_in
 
 
 def _redact_tree(value: Any, key: str) -> Any:

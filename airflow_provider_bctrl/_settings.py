@@ -271,6 +271,11 @@ def _extra_id(extra: Mapping[str, Any], key: str, conn_id: str) -> str | None:
     value = _extra(extra, key)
     if value is None:
         return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise BctrlConnectionConfigError(
+            f"Connection {conn_id!r}: extra field {key!r} must be a string id, got {type(value).__name__} "
+            f"{value!r:.60}."
+        )
     try:
         return check_id(str(value).strip(), f"Connection {conn_id!r}: extra field {key!r}")
     except BctrlInputError as exc:
@@ -342,4 +347,21 @@ def _base_url(host: str | None, port: Any, conn_id: str, *, allow_insecure_http:
                 f"Connection {conn_id!r}: the port field must be a whole number from 1 to 65535, got {port!r}."
             )
         netloc = f"{netloc}:{int(port)}"
-    return urlunsplit((scheme, netloc, parts.path.rstrip("/"), "", ""))
+    return _as_sent(urlunsplit((scheme, netloc, parts.path.rstrip("/"), "", "")), where)
+
+
+def _as_sent(url: str, where: str) -> str:
+    """``url`` as requests will send it: an IDN host in its ASCII (IDNA) form, the path quoted.
+
+    The key goes only to the base URL's origin, compared with each request's URL as sent; an
+    unconverted ``bücher.example`` would never match ``xn--bcher-kva.example``, and a host that
+    cannot be converted (a space, an invalid label) would only fail at request time.
+    """
+    import requests
+
+    prepared = requests.PreparedRequest()
+    try:
+        prepared.prepare_url(url, None)
+    except (requests.exceptions.RequestException, ValueError) as exc:
+        raise BctrlConnectionConfigError(f"{where} is not a valid URL ({exc}).") from None
+    return (prepared.url or url).rstrip("/")

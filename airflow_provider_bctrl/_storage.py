@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import stat
 import urllib.parse
 import uuid
@@ -18,7 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from airflow_provider_bctrl._validation import check_local_file
 from airflow_provider_bctrl.exceptions import BctrlInputError
@@ -120,6 +121,14 @@ def resolve_source(source: Any, *, conn_id: str | None = None, argument: str = "
     return Source(name=local.name, size=local.stat().st_size, uri=local.resolve().as_uri(), local_path=local)
 
 
+class Writable(Protocol):
+    """What :meth:`Destination.atomic_writer` yields: something to write the bytes to."""
+
+    def write(self, data: bytes, /) -> int:
+        """Write ``data``; return the number of bytes written."""
+        ...
+
+
 @dataclass(frozen=True)
 class Destination:
     """Where a download goes. :meth:`atomic_writer` yields a stream whose bytes appear only on success."""
@@ -134,7 +143,7 @@ class Destination:
         return local_path_from_uri(self.uri) or self.uri
 
     @contextmanager
-    def atomic_writer(self) -> Iterator[BinaryIO]:
+    def atomic_writer(self) -> Iterator[Writable]:
         """Write to a temporary sibling, then move it into place; on any error remove it.
 
         Readers never see a half-written file at the destination, and a failed download leaves
@@ -146,10 +155,10 @@ class Destination:
             temp = final.with_name(_temp_name(final.name, token))
             try:
                 with temp.open("wb") as out:
-                    yield out
-                    out.flush()
-                    os.fsync(out.fileno())
-                os.replace(temp, final)
+                    yield _LocalWriter(out, self.uri)
+                    self._written(out.flush)
+                    self._written(lambda: os.fsync(out.fileno()))
+                self._written(lambda: os.replace(temp, final))
             except BaseException:
                 temp.unlink(missing_ok=True)
                 raise
@@ -168,6 +177,44 @@ class Destination:
             except Exception:  # noqa: S110 - best effort: the original error matters more
                 pass
             raise
+
+    def _written(self, action: Callable[[], object]) -> None:
+        try:
+            action()
+        except OSError as exc:
+            raise _unwritable(self.uri, exc) from None
+
+    def check_room(self, size: int) -> None:
+        """Refuse a local download of ``size`` bytes that its file system has no room for, before any is read."""
+        if self.local_path is None:
+            return
+        free = shutil.disk_usage(self.local_path.parent).free
+        if size > free:
+            raise BctrlInputError(
+                f"destination {self.uri} cannot be written: the file has {size} bytes and its file system "
+                f"has {free} bytes free. Nothing was written."
+            )
+
+
+class _LocalWriter:
+    """A local temporary file whose write failures (a full disk, an I/O error) say which destination."""
+
+    def __init__(self, out: BinaryIO, uri: str) -> None:
+        self._out = out
+        self._uri = uri
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self._out.write(data)
+        except OSError as exc:
+            raise _unwritable(self._uri, exc) from None
+
+
+def _unwritable(uri: str, exc: OSError) -> BctrlInputError:
+    return BctrlInputError(
+        f"destination {uri} cannot be written: {exc.strerror or exc}. The partial download was removed; "
+        "nothing was written at the destination."
+    )
 
 
 def resolve_destination(
@@ -234,7 +281,7 @@ def _temp_name(name: str, token: str = "0" * 12) -> str:
 
 
 def _required_name(file_name: str | None, argument: str) -> str:
-    if not file_name or "/" in file_name or file_name in (".", ".."):
+    if not file_name or "/" in file_name or "\x00" in file_name or file_name in (".", ".."):
         raise BctrlInputError(
             f"{argument} is a directory and the stored file has no usable name; name the file."
         )

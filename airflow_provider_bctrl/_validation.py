@@ -11,6 +11,7 @@ import json
 import os
 import re
 import stat
+import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,35 @@ def _has_control_chars(value: str) -> bool:
     return any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value)
 
 
+def _not_utf8(value: str) -> bool:
+    """Whether ``value`` cannot be sent as UTF-8 (it holds a lone surrogate such as ``'\\ud800'``)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _check_utf8(value: str, argument: str) -> None:
+    if _not_utf8(value):
+        raise BctrlInputError(
+            f"{argument} {_describe(value)} contains a lone surrogate, which cannot be sent as UTF-8 "
+            "(it often comes from decoding bytes with errors='surrogateescape')."
+        )
+
+
+def _changes_path(value: str) -> bool:
+    """Whether an id could change a URL's path: '.', '..', a separator, '%', or control characters.
+
+    Checked on the value and on its Unicode compatibility folding (NFKC), which some servers apply:
+    a fullwidth full stop ``'\\uff0e'`` folds to ``'.'``, a fullwidth solidus to ``'/'``.
+    """
+    for text in {value, unicodedata.normalize("NFKC", value)}:
+        if text == "." or ".." in text or any(ch in text for ch in _ID_FORBIDDEN) or _has_control_chars(text):
+            return True
+    return False
+
+
 def check_id(value: Any, argument: str) -> str:
     """Return ``value`` if it is usable as an id in a URL path, else raise.
 
@@ -53,10 +83,12 @@ def check_id(value: Any, argument: str) -> str:
         raise BctrlInputError(f"{argument} is {len(value)} characters long; ids are at most {MAX_ID_LENGTH}.")
     # A dot segment ("." or "..") would be removed by URL normalisation and change the request's
     # path (decision 10); '%' could spell one ("%2e"), '/', '?', '#' and '\\' would split the URL.
-    if value == "." or any(ch in value for ch in _ID_FORBIDDEN) or ".." in value or _has_control_chars(value):
+    _check_utf8(value, argument)
+    if _changes_path(value):
         raise BctrlInputError(
             f"{argument} {_describe(value)} is not a valid id: ids may not be '.' or contain '/', '?', "
-            "'#', '%', '\\', '..' or control characters."
+            "'#', '%', '\\', '..' or control characters, nor characters that Unicode folding turns "
+            "into them (such as a fullwidth full stop, U+FF0E)."
         )
     return value
 
@@ -73,6 +105,7 @@ def check_name(value: Any, argument: str = "name") -> str:
         raise BctrlInputError(
             f"{argument} is {len(value)} characters long; BCTRL accepts at most {MAX_NAME_LENGTH}."
         )
+    _check_utf8(value, argument)
     if "/" in value or "\\" in value or _has_control_chars(value):
         raise BctrlInputError(
             f"{argument} {_describe(value)} must be a plain file name without '/', '\\' or control "
@@ -96,13 +129,16 @@ def _check_path_text(value: Any, argument: str) -> str:
         )
     if _has_control_chars(value):
         raise BctrlInputError(f"{argument} {_describe(value)} contains control characters.")
+    _check_utf8(value, argument)
     return value
 
 
 def _segments(value: str) -> list[str]:
     """A path's segments, split on '/' and '\\' alike: one rule for every path-like argument, since a
-    server on any platform may read either as a separator."""
-    return re.split(r"[/\\]", value)
+    server on any platform may read either as a separator. The segments of the value's Unicode
+    compatibility folding (NFKC) count too: a server that folds reads two fullwidth full stops (U+FF0E) as ``'..'``."""
+    folded = unicodedata.normalize("NFKC", value)
+    return re.split(r"[/\\]", value) + (re.split(r"[/\\]", folded) if folded != value else [])
 
 
 def check_runtime_path(value: Any, argument: str = "runtime_path") -> str:
@@ -191,7 +227,8 @@ def check_json_object(value: Any, argument: str) -> dict[str, Any]:
     if bad_keys:
         raise BctrlInputError(f"{argument} keys must be strings; got {_describe(bad_keys[0])}.")
     try:
-        json.dumps(result, allow_nan=False)
+        # ensure_ascii=False and encode: the form part is sent as UTF-8, which a lone surrogate is not.
+        json.dumps(result, allow_nan=False, ensure_ascii=False).encode("utf-8")
     except (TypeError, ValueError) as exc:
         raise BctrlInputError(f"{argument} is not JSON-serialisable: {exc}.") from None
     return result
@@ -218,6 +255,7 @@ def check_artifact(value: Any, argument: str = "artifact") -> dict[str, Any]:
                 raise BctrlInputError(
                     f"{argument}[{key!r}] {_describe(value[key])} contains control characters (line breaks, NUL)."
                 )
+            _check_utf8(value[key], f"{argument}[{key!r}]")
             result[key] = value[key]
     if value.get("metadata") is not None:
         result["metadata"] = check_json_object(value["metadata"], f"{argument}['metadata']")

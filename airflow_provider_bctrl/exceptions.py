@@ -309,6 +309,11 @@ def error_from_transport(
         )
     elif isinstance(exc, requests.exceptions.ReadTimeout):
         message = f"BCTRL at {where} did not answer within {read_timeout:g} s ({operation})."
+    elif isinstance(exc, requests.exceptions.ContentDecodingError):
+        message = (
+            f"BCTRL at {where} sent the {operation} answer in a Content-Encoding that does not decode "
+            f"({short_reason(exc)}); it was not retried, since the same bytes would come again."
+        )
     elif isinstance(exc, requests.exceptions.TooManyRedirects):
         message = f"BCTRL at {where} redirected {operation} too many times; check the API base URL."
     elif isinstance(exc, requests.exceptions.SSLError) and not sent:
@@ -329,8 +334,8 @@ def error_from_transport(
     cls = BctrlUncertainTransportError if uncertain else BctrlTransportError
     # A certificate that fails verification does not heal by trying again; a stalled handshake may.
     tls = isinstance(exc, requests.exceptions.SSLError) and not _is_timeout(exc)
-    # A redirect loop repeats itself; so would a retry.
-    looped = isinstance(exc, requests.exceptions.TooManyRedirects)
+    # A redirect loop repeats itself, and a body that does not decode comes back the same; so would a retry.
+    looped = isinstance(exc, (requests.exceptions.TooManyRedirects, requests.exceptions.ContentDecodingError))
     retryable = not looped and transport_failure_is_retryable(
         tls=tls, idempotent=idempotent, never_sent=not sent
     )

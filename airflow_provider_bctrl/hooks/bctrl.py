@@ -35,6 +35,7 @@ from airflow_provider_bctrl._http import (
     body_chunks,
     json_object,
     new_session,
+    redacted_cause,
     send,
     too_slow,
     transport_error,
@@ -515,41 +516,55 @@ class BctrlHook(BaseHook):
         )
         received = 0
         try:
+            # Without a usable Content-Length the stored file's size is the check, known before the
+            # first byte is written: a body that outgrows it (a decompression bomb) stops at once.
+            size = expected if expected is not None else self.get_file(file_id).size_bytes
+            if size is not None:
+                target.check_room(size)
             with target.atomic_writer() as out:
                 for chunk in body_chunks(response, self.settings, download=True):
                     out.write(chunk)
                     received += len(chunk)
                     if expected:
                         progress.update(received)
+                    elif size is not None and received > size:
+                        raise self._size_mismatch(file_id, f"more than {size}", size, encoding)
                 if expected is not None and received != expected:
                     raise BctrlTransportError(
                         f"The download of {file_id} ended after {received} of {expected} bytes; "
                         "nothing was written.",
                         retryable=True,
                     )
-                if expected is None:
-                    self._check_size(file_id, received, encoding)
+                if size is not None and received != size:
+                    raise self._size_mismatch(file_id, str(received), size, encoding)
         except AnswerTooSlow as exc:
+<<<<<<< HEAD
             raise too_slow(exc, "download", self.settings, idempotent=True) from without_frames(exc)
         except requests.RequestException as exc:
             raise transport_error(exc, "download", self.settings, idempotent=True) from without_frames(exc)
+=======
+            raise too_slow(exc, "download", self.settings, idempotent=True) from redacted_cause(
+                exc, self.settings
+            )
+        except requests.RequestException as exc:
+            raise transport_error(exc, "download", self.settings, idempotent=True) from redacted_cause(
+                exc, self.settings
+            )
+>>>>>>> issue-12b
         finally:
             response.close()
         progress.done = received
         progress.finish(f"written to {target.shown}")
         return target.uri
 
-    def _check_size(self, file_id: str, received: int, encoding: str) -> None:
-        """Compare a download without a usable Content-Length with the stored file's ``sizeBytes``."""
-        size = self.get_file(file_id).size_bytes
-        if size is not None and size != received:
-            how = (
-                "" if encoding == "identity" else f", after undoing the {encoding} encoding the server added"
-            )
-            raise BctrlUnexpectedResponseError(
-                f"The download of {file_id} gave {received} bytes{how}, but the stored file has {size}; "
-                "nothing was written."
-            )
+    @staticmethod
+    def _size_mismatch(file_id: str, received: str, size: int, encoding: str) -> BctrlUnexpectedResponseError:
+        """The error for a download without a usable Content-Length whose size is not ``sizeBytes``."""
+        how = "" if encoding == "identity" else f", after undoing the {encoding} encoding the server added"
+        return BctrlUnexpectedResponseError(
+            f"The download of {file_id} gave {received} bytes{how}, but the stored file has {size}; "
+            "nothing was written."
+        )
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the connection with one read-only whoami call, bounded by the timeout and never retried.

@@ -689,7 +689,9 @@ class EmulatorApp:
         limit_text = query.get("limit")
         limit = DEFAULT_PAGE_SIZE
         if limit_text is not None:
-            if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_PAGE_SIZE:
+            # ASCII digits only, and few of them: '²' passes isdigit() and int() refuses 5,000 digits.
+            digits = limit_text.isascii() and limit_text.isdigit() and len(limit_text) <= 9
+            if not digits or not 1 <= int(limit_text) <= MAX_PAGE_SIZE:
                 raise invalid(f"'limit' must be an integer from 1 to {MAX_PAGE_SIZE}.", field="limit")
             limit = int(limit_text)
         cursor = query.get("cursor")
