@@ -35,7 +35,7 @@ from airflow_provider_bctrl._http import (
     body_chunks,
     json_object,
     new_session,
-    redacted_cause,
+    quiet_cause,
     send,
     too_slow,
     transport_error,
@@ -62,7 +62,6 @@ from airflow_provider_bctrl.exceptions import (
     BctrlTransportError,
     BctrlUnexpectedResponseError,
     never_sent,
-    without_frames,
 )
 from airflow_provider_bctrl.models import (
     CollectedFile,
@@ -538,19 +537,13 @@ class BctrlHook(BaseHook):
                 if size is not None and received != size:
                     raise self._size_mismatch(file_id, str(received), size, encoding)
         except AnswerTooSlow as exc:
-<<<<<<< HEAD
-            raise too_slow(exc, "download", self.settings, idempotent=True) from without_frames(exc)
-        except requests.RequestException as exc:
-            raise transport_error(exc, "download", self.settings, idempotent=True) from without_frames(exc)
-=======
-            raise too_slow(exc, "download", self.settings, idempotent=True) from redacted_cause(
+            raise too_slow(exc, "download", self.settings, idempotent=True) from quiet_cause(
                 exc, self.settings
             )
         except requests.RequestException as exc:
-            raise transport_error(exc, "download", self.settings, idempotent=True) from redacted_cause(
+            raise transport_error(exc, "download", self.settings, idempotent=True) from quiet_cause(
                 exc, self.settings
             )
->>>>>>> issue-12b
         finally:
             response.close()
         progress.done = received
