@@ -42,7 +42,7 @@ class _Watchdog:
     """One daemon thread that shuts sockets down when their deadlines pass."""
 
     def __init__(self) -> None:
-        self._cond = threading.Condition()
+        self._cond = threading.Condition(threading.Lock())
         self._heap: list[tuple[float, int, socket.socket]] = []
         self._live: set[int] = set()
         self._fired: set[int] = set()
@@ -52,12 +52,20 @@ class _Watchdog:
     def arm(self, seconds: float, sock: socket.socket) -> int:
         token = next(self._tokens)
         with self._cond:
+            if len(self._heap) > 2 * len(self._live) + 64:
+                # Disarmed deadlines stay in the heap until the thread reaches them; drop them in
+                # bulk so a hook making many quick calls does not pile up entries (and sockets).
+                self._heap = [entry for entry in self._heap if entry[1] in self._live]
+                heapq.heapify(self._heap)
             heapq.heappush(self._heap, (time.monotonic() + seconds, token, sock))
             self._live.add(token)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="bctrl-deadlines", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            # The thread sleeps until the earliest deadline; only a new earliest one must wake it.
+            # (Requests with one timeout arm ever later deadlines, so a busy hook never wakes it.)
+            if self._heap[0][1] == token:
+                self._cond.notify()
         return token
 
     def disarm(self, token: int) -> bool:
