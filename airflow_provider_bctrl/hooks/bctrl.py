@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from functools import cached_property
 from os import PathLike
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -50,7 +51,7 @@ from airflow_provider_bctrl._settings import (
     load_settings,
     mask,
 )
-from airflow_provider_bctrl._storage import Destination, resolve_destination, resolve_source
+from airflow_provider_bctrl._storage import Destination, local_source, resolve_destination, resolve_source
 from airflow_provider_bctrl._validation import check_id, check_idempotency_key, check_name
 from airflow_provider_bctrl.exceptions import (
     BctrlApiError,
@@ -337,7 +338,10 @@ class BctrlHook(BaseHook):
         )
 
     def _upload(self, args: UploadArguments) -> RuntimeStagedFile:
-        origin = resolve_source(args.source, conn_id=args.source_conn_id)
+        if args.local_source and isinstance(args.source, Path):  # checked with the arguments
+            origin = local_source(args.source)
+        else:
+            origin = resolve_source(args.source, conn_id=args.source_conn_id)
         filename = args.name if args.name is not None else check_name(origin.name, "the source file name")
         fields: list[tuple[str, str]] = []
         if args.name is not None or '"' in filename:
