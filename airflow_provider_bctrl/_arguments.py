@@ -69,6 +69,8 @@ class UploadArguments:
     destination_path: str | None = None
     metadata: dict[str, Any] | None = None
     source_conn_id: str | None = None
+    #: Whether ``source`` is a local file, checked here (the hook then does not check it again).
+    local_source: bool = False
 
     @classmethod
     def check(
@@ -84,11 +86,12 @@ class UploadArguments:
     ) -> UploadArguments:
         """Check every argument; object storage sources are looked up later, by the hook."""
         runtime_id = check_id(runtime_id, "runtime_id")
-        if is_uri(source) or is_object_path(source):
-            source_conn_id = _conn_id(source_conn_id, "source_conn_id")
-        else:
+        local = not (is_uri(source) or is_object_path(source))
+        if local:
             source = check_local_file(source, "source")
             source_conn_id = None
+        else:
+            source_conn_id = _conn_id(source_conn_id, "source_conn_id")
         return cls(
             runtime_id=runtime_id,
             source=source,
@@ -97,6 +100,7 @@ class UploadArguments:
             destination_path=_optional(destination_path, check_storage_path, "destination_path"),
             metadata=_optional(metadata, check_json_object, "metadata"),
             source_conn_id=source_conn_id,
+            local_source=local,
         )
 
 

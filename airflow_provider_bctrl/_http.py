@@ -32,7 +32,7 @@ from airflow_provider_bctrl.exceptions import (
     without_frames,
 )
 
-__all__ = ["MAX_JSON_BYTES", "json_object", "new_session", "redacted_cause", "send"]
+__all__ = ["MAX_JSON_BYTES", "json_object", "new_session", "quiet_cause", "redacted_cause", "send"]
 
 #: Enough pooled connections for many threads sharing one hook without urllib3 discarding them.
 POOL_SIZE = 32
@@ -116,7 +116,7 @@ def send(
         if response.status_code >= 300 or not stream:
             _read_capped(response, operation, settings)
     except AnswerTooSlow as exc:
-        raise too_slow(exc, operation, settings, idempotent=idempotent) from redacted_cause(exc, settings)
+        raise too_slow(exc, operation, settings, idempotent=idempotent) from quiet_cause(exc, settings)
     except requests.RequestException as exc:
         changed = _cause_of_type(exc, FileChangedError)
         if changed is not None:
@@ -125,10 +125,8 @@ def send(
             raise BctrlInputError(
                 f"{changed} (during {operation}). The upload was abandoned and nothing was stored; "
                 "upload the file once whatever writes it has finished."
-            ) from without_frames(exc)
-        raise transport_error(exc, operation, settings, idempotent=idempotent) from redacted_cause(
-            exc, settings
-        )
+            ) from quiet_cause(exc, settings)
+        raise transport_error(exc, operation, settings, idempotent=idempotent) from quiet_cause(exc, settings)
     finally:
         if body is not None:
             body.close()
@@ -249,6 +247,12 @@ def redacted_error(error: BctrlApiError, settings: BctrlConnectionSettings) -> B
     return error
 
 
+def quiet_cause(exc: BaseException, settings: BctrlConnectionSettings) -> BaseException:
+    """The cause to chain under a typed error: redacted (:func:`redacted_cause`) and without frames
+    (:func:`~airflow_provider_bctrl.exceptions.without_frames`)."""
+    return without_frames(redacted_cause(exc, settings))
+
+
 def redacted_cause(exc: BaseException, settings: BctrlConnectionSettings) -> BaseException:
     """``exc`` to chain under a typed error, or a stand-in of the same type if it carries the API key.
 
@@ -256,7 +260,6 @@ def redacted_cause(exc: BaseException, settings: BctrlConnectionSettings) -> Bas
     line, a chunk size, a header line), and a task log prints the whole chain. The stand-in keeps the
     type (callers branch on it) and the text, redacted.
     """
-    exc = without_frames(exc)  # frames hold the Authorization header in their locals
     key = settings.api_key
     text = "".join(traceback.format_exception(exc))
     if key not in text:

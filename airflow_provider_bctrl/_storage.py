@@ -33,6 +33,7 @@ __all__ = [
     "is_object_path",
     "is_uri",
     "local_path_from_uri",
+    "local_source",
     "resolve_destination",
     "resolve_source",
 ]
@@ -117,8 +118,17 @@ def resolve_source(source: Any, *, conn_id: str | None = None, argument: str = "
         except Exception as exc:  # object stores raise their own types (permissions, missing buckets)
             raise BctrlInputError(f"{argument} {str(path)!r} cannot be read: {exc}") from None
         return Source(name=path.name, size=size, uri=str(path), object_path=path)
-    local = check_local_file(source, argument)
-    return Source(name=local.name, size=local.stat().st_size, uri=local.resolve().as_uri(), local_path=local)
+    return local_source(check_local_file(source, argument), argument)
+
+
+def local_source(path: Path, argument: str = "source") -> Source:
+    """The :class:`Source` for a local file that :func:`check_local_file` accepted."""
+    try:
+        size = path.stat().st_size
+    except OSError:  # gone or changed since it was checked: say what is wrong with it now
+        path = check_local_file(path, argument)
+        size = path.stat().st_size
+    return Source(name=path.name, size=size, uri=path.resolve().as_uri(), local_path=path)
 
 
 class Writable(Protocol):

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
 from os import PathLike
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
@@ -35,7 +36,7 @@ from airflow_provider_bctrl._http import (
     body_chunks,
     json_object,
     new_session,
-    redacted_cause,
+    quiet_cause,
     send,
     too_slow,
     transport_error,
@@ -51,7 +52,7 @@ from airflow_provider_bctrl._settings import (
     load_settings,
     mask,
 )
-from airflow_provider_bctrl._storage import Destination, resolve_destination, resolve_source
+from airflow_provider_bctrl._storage import Destination, local_source, resolve_destination, resolve_source
 from airflow_provider_bctrl._validation import check_id, check_idempotency_key, check_name
 from airflow_provider_bctrl.assets import asset_uri
 from airflow_provider_bctrl.exceptions import (
@@ -347,7 +348,10 @@ class BctrlHook(BaseHook):
         )
 
     def _upload(self, args: UploadArguments) -> RuntimeStagedFile:
-        origin = resolve_source(args.source, conn_id=args.source_conn_id)
+        if args.local_source and isinstance(args.source, Path):  # checked with the arguments
+            origin = local_source(args.source)
+        else:
+            origin = resolve_source(args.source, conn_id=args.source_conn_id)
         filename = args.name if args.name is not None else check_name(origin.name, "the source file name")
         fields: list[tuple[str, str]] = []
         if args.name is not None or '"' in filename:
@@ -562,11 +566,11 @@ class BctrlHook(BaseHook):
                 if size is not None and received != size:
                     raise self._size_mismatch(file_id, str(received), size, encoding)
         except AnswerTooSlow as exc:
-            raise too_slow(exc, "download", self.settings, idempotent=True) from redacted_cause(
+            raise too_slow(exc, "download", self.settings, idempotent=True) from quiet_cause(
                 exc, self.settings
             )
         except requests.RequestException as exc:
-            raise transport_error(exc, "download", self.settings, idempotent=True) from redacted_cause(
+            raise transport_error(exc, "download", self.settings, idempotent=True) from quiet_cause(
                 exc, self.settings
             )
         finally:
