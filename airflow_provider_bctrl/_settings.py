@@ -294,6 +294,8 @@ def _as_bool(value: Any, key: str, conn_id: str) -> bool:
 
 
 #: "http:/host" or "https:host": a scheme whose "//" is missing would otherwise read as a host name.
+#: A host name as sent (IDNA already applied); an IP literal in brackets is checked by requests.
+_HOST_CHARACTERS = re.compile(r"[A-Za-z0-9._-]+")
 _BROKEN_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:(?!//)(?!\d+(/|$))")
 
 
@@ -364,4 +366,11 @@ def _as_sent(url: str, where: str) -> str:
         prepared.prepare_url(url, None)
     except (requests.exceptions.RequestException, ValueError) as exc:
         raise BctrlConnectionConfigError(f"{where} is not a valid URL ({exc}).") from None
-    return (prepared.url or url).rstrip("/")
+    sent = prepared.url or url
+    # requests < 2.33 percent-quotes a host it cannot send (a space, a NUL) instead of refusing it.
+    host = urlsplit(sent).hostname or ""
+    if ":" not in host and not _HOST_CHARACTERS.fullmatch(host):
+        raise BctrlConnectionConfigError(
+            f"{where} is not a valid URL (its host {host!r} holds a character a host name cannot)."
+        )
+    return sent.rstrip("/")

@@ -57,3 +57,15 @@ def runtime_providers_manager() -> Any:
     from airflow.providers_manager import ProvidersManager
 
     return ProvidersManager()
+
+
+def positional_arguments_error() -> type[Exception]:
+    """What an operator given positional arguments raises: 2.11's ``apply_defaults`` refuses them
+    with ``AirflowException`` before the operator's keyword-only signature can; 3.x: ``TypeError``."""
+    from airflow_provider_bctrl.version_compat import AIRFLOW_V_3_0_PLUS
+
+    if AIRFLOW_V_3_0_PLUS:
+        return TypeError
+    from airflow.exceptions import AirflowException
+
+    return AirflowException

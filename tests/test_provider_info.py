@@ -8,6 +8,7 @@ import subprocess
 import sys
 from importlib.metadata import distribution, entry_points
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 
@@ -68,10 +69,18 @@ def _airflow_cli(*args: str) -> str:
     return result.stdout
 
 
+def _json_output(*args: str) -> Any:
+    """The JSON an ``airflow ... --output json`` command prints: its last line. Airflow 2.11 logs to
+    stdout before it (e.g. an executor's CLI commands that do not load under the tests' SQLite)."""
+    lines = _airflow_cli(*args).strip().splitlines()
+    assert lines, f"airflow {' '.join(args)} printed nothing"
+    return json.loads(lines[-1])
+
+
 def test_airflow_lists_the_provider_and_the_bctrl_hook() -> None:
-    providers = json.loads(_airflow_cli("providers", "list", "--output", "json"))
+    providers = _json_output("providers", "list", "--output", "json")
     assert any(p["package_name"] == "airflow-provider-bctrl" for p in providers), providers
-    hooks = json.loads(_airflow_cli("providers", "hooks", "--output", "json"))
+    hooks = _json_output("providers", "hooks", "--output", "json")
     (bctrl,) = [h for h in hooks if h["connection_type"] == "bctrl"]
     assert bctrl["class"] == "airflow_provider_bctrl.hooks.bctrl.BctrlHook"
     assert bctrl["package_name"] == "airflow-provider-bctrl"

@@ -68,7 +68,12 @@ def uri_ref(uri: str) -> DatasetRef:
     parts = urllib.parse.urlsplit(uri)
     if parts.scheme in ("", "file"):
         return DatasetRef(namespace="file", name=urllib.parse.unquote(parts.path))
-    return DatasetRef(namespace=f"{parts.scheme}://{parts.netloc}", name=parts.path.lstrip("/"))
+    bucket, key = parts.netloc, parts.path.lstrip("/")
+    if not bucket:
+        # universal-pathlib < 0.3 (Airflow 2.11-3.1) writes fsspec's memory paths as memory:///bucket/key:
+        # the same object, so the same dataset as memory://bucket/key.
+        bucket, _, key = key.partition("/")
+    return DatasetRef(namespace=f"{parts.scheme}://{bucket}", name=key)
 
 
 class BctrlBaseOperator(BaseOperator):

@@ -125,6 +125,11 @@ class BctrlRuntimeFileTrigger(BaseTrigger):
         # runs in a thread and names any problem in the hook's own words.
         aget_connection = getattr(BctrlHook, "aget_connection", None)
         if aget_connection is not None:
+            from airflow_provider_bctrl._masking import guard_mask_secret_requests
+
+            # As BctrlHook.get_connection does: the lookup masks the key through the in-process
+            # supervisor of `airflow dags test`, which would log it at DEBUG unguarded.
+            guard_mask_secret_requests()
             try:
                 connection = await aget_connection(self.bctrl_conn_id)
             except Exception:

@@ -139,3 +139,54 @@ def test_user_dag_runs_under_airflow_dags_test(tmp_path: Path) -> None:
     # DEBUG logging was on: the key is in no line Airflow or the provider printed.
     assert re.search(r"\bdebug\b", output, re.IGNORECASE)
     assert KEY not in output, [line for line in output.splitlines() if KEY in line][:5]
+
+
+@pytest.mark.slow
+def test_lifecycle_example_waits_deferred_under_airflow_dags_test(tmp_path: Path) -> None:
+    """The runtime lifecycle example (start, deferred wait, collect, download, stop) on every line,
+    2.11 included: ``airflow dags test`` runs the trigger in line, as the triggerer would."""
+    import shutil
+    import threading
+
+    home, dags, out = tmp_path / "home", tmp_path / "dags", tmp_path / "out"
+    dags.mkdir()
+    out.mkdir()
+    example = Path(__file__).resolve().parents[2] / "example_dags" / "bctrl_runtime_lifecycle.py"
+    shutil.copy(example, dags / example.name)
+    output_path = "/tmp/runtime/output/results.json"
+    produced = b'{"rows": [{"site": "alpha", "status": "ok"}]}'
+
+    with BctrlEmulator(api_key=KEY, data_dir=tmp_path / "emulator") as emu:
+        runtime_id = emu.create_runtime(active=False)
+        stop_watching = threading.Event()
+
+        def browser() -> None:  # writes the output 2 s after the first poll found nothing
+            while not stop_watching.wait(0.2):
+                if any(e["route"] == "collect" and e["status"] == 404 for e in emu.requests_log()):
+                    emu.write_runtime_file_later(runtime_id, output_path, produced, delay_seconds=2)
+                    return
+
+        watcher = threading.Thread(target=browser, daemon=True)
+        watcher.start()
+        env = _airflow_env(home, dags, emu)
+        migrate = _run(["db", "migrate"], env, timeout=300)
+        assert migrate.returncode == 0, migrate.stderr[-3000:]
+        conf = {"runtime_id": runtime_id, "output_path": output_path, "output_base": f"file://{out}"}
+        try:
+            done = _run(["dags", "test", "bctrl_runtime_lifecycle", "-c", json.dumps(conf)], env, timeout=600)
+        finally:
+            stop_watching.set()
+        output = done.stdout + done.stderr
+        assert done.returncode == 0, output[-5000:]
+
+        collects = [e for e in emu.requests_log() if e["route"] == "collect"]
+        assert [e["status"] for e in collects[:-1]] == [404] * (len(collects) - 1)
+        assert len(collects) >= 2
+        assert collects[-1]["status"] == 200
+        assert all("(trigger)" in e["userAgent"] for e in collects)  # the wait ran in the trigger
+        assert emu.runtime(runtime_id)["status"] == "stopped"  # the teardown ran
+    (written,) = list(out.iterdir())
+    assert written.read_bytes() == produced
+    # DEBUG logging was on: the trigger's connection lookup leaked the key through the in-process
+    # supervisor's log on 3.1+ until it guarded it as the hook does.
+    assert KEY not in output, [line for line in output.splitlines() if KEY in line][:5]

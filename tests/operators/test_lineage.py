@@ -211,3 +211,13 @@ def test_a_task_that_did_not_run_reports_no_datasets() -> None:
     op = BctrlDownloadFileOperator(task_id="download", file_id="f_1", destination="/tmp/x.json")
     lineage = op.get_openlineage_facets_on_complete(None)
     assert (lineage.inputs, lineage.outputs) == ([], [])
+
+
+def test_a_memory_uri_is_one_dataset_however_the_line_spells_it() -> None:
+    """universal-pathlib < 0.3 (Airflow 2.11-3.1) writes memory:///bucket/key for memory://bucket/key."""
+    from airflow_provider_bctrl.operators._base import DatasetRef, uri_ref
+
+    expected = DatasetRef(namespace="memory://b", name="k/x.json")
+    assert uri_ref("memory:///b/k/x.json") == expected
+    assert uri_ref("memory://b/k/x.json") == expected
+    assert uri_ref("s3://bucket/key") == DatasetRef(namespace="s3://bucket", name="key")

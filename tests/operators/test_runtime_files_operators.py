@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _lines import positional_arguments_error
 from airflow.providers.common.compat.sdk import DAG
 
 from airflow_provider_bctrl.exceptions import BctrlInputError
@@ -68,9 +69,9 @@ def test_every_argument_is_templated(operator: type, arguments: tuple[str, ...],
 
 
 def test_arguments_are_keyword_only() -> None:
-    with pytest.raises(TypeError):
+    with pytest.raises(positional_arguments_error()):
         BctrlUploadFileOperator("rt_1", __file__, task_id="upload")  # type: ignore[misc]
-    with pytest.raises(TypeError):
+    with pytest.raises(positional_arguments_error()):
         BctrlCollectFileOperator("rt_1", "/tmp/x", task_id="collect")  # type: ignore[misc]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from _lines import positional_arguments_error
 
 from airflow_provider_bctrl import get_provider_info
 from airflow_provider_bctrl.operators import BctrlStartRuntimeOperator, BctrlStopRuntimeOperator
@@ -18,7 +19,7 @@ def test_templated_fields_and_no_io_at_init() -> None:
     assert start.push_connect_url is False
     assert "hook" not in start.__dict__
     assert "hook" not in stop.__dict__
-    with pytest.raises(TypeError):
+    with pytest.raises(positional_arguments_error()):
         BctrlStartRuntimeOperator("rt", task_id="s")  # type: ignore[misc]
 
 

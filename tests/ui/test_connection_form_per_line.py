@@ -64,7 +64,12 @@ def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.mark.airflow_lines(*THREE_X, reason="Airflow 2.11 has no api-server; its form is checked below")
 def test_form_fields_labels_and_masking_from_the_api_server(api_server: str) -> None:
-    response = requests.get(f"{api_server}/ui/connections/hook_meta", timeout=(5, 120))
+    # The API wants a token: 3.0 and 3.2+ make one for every request under all-admins, 3.1 does not,
+    # so ask for it as a client would (GET /auth/token needs no credentials under all-admins).
+    token = requests.get(f"{api_server}/auth/token", timeout=(5, 60))
+    assert token.status_code == 201, token.text
+    auth = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    response = requests.get(f"{api_server}/ui/connections/hook_meta", headers=auth, timeout=(5, 120))
     assert response.status_code == 200, response.text
     (meta,) = [item for item in response.json() if item["connection_type"] == "bctrl"]
     assert meta["hook_name"] == "BCTRL"
@@ -96,9 +101,9 @@ def test_form_fields_labels_and_masking_from_the_api_server(api_server: str) -> 
         "host": "http://127.0.0.1:9",
         "password": KEY,
     }
-    created = requests.post(f"{api_server}/api/v2/connections", json=body, timeout=(5, 60))
+    created = requests.post(f"{api_server}/api/v2/connections", json=body, headers=auth, timeout=(5, 60))
     assert created.status_code == 201, created.text
-    read = requests.get(f"{api_server}/api/v2/connections/bctrl_form", timeout=(5, 60))
+    read = requests.get(f"{api_server}/api/v2/connections/bctrl_form", headers=auth, timeout=(5, 60))
     assert read.status_code == 200, read.text
     assert KEY not in read.text
     assert read.json()["password"] != KEY
