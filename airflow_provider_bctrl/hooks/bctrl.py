@@ -1,12 +1,7 @@
-"""The BCTRL hook: an Airflow connection turned into an authenticated, pooled HTTP session, and the API calls.
+"""The BCTRL hook: an Airflow connection turned into a pooled, authenticated session, and the API methods.
 
-The layers live in their own modules, each readable alone:
-
-- :mod:`airflow_provider_bctrl._settings`: the connection (and the hook's arguments) → checked settings;
-- :mod:`airflow_provider_bctrl._http`: one attempt of a request, and reading its answer (key redacted);
-- :mod:`airflow_provider_bctrl._retry`: the retry policy and the one loop that applies it;
-- :mod:`airflow_provider_bctrl.exceptions`: the errors, and how failures map onto them;
-- :mod:`airflow_provider_bctrl._arguments`: each call's arguments, checked once.
+Each layer below it is a private module that says what it owns; ``docs/hook.md`` ("How the code is
+laid out") lists them.
 """
 
 from __future__ import annotations
@@ -19,7 +14,6 @@ from functools import cached_property
 from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import quote
 
 import requests
 from airflow.providers.common.compat.sdk import BaseHook
@@ -31,20 +25,23 @@ from airflow_provider_bctrl._arguments import (
     StageArguments,
     UploadArguments,
 )
+from airflow_provider_bctrl._connection_check import check_connection
 from airflow_provider_bctrl._deadlines import AnswerTooSlow
 from airflow_provider_bctrl._http import (
     body_chunks,
-    json_object,
+    int_header,
     new_session,
+    parse_model,
     quiet_cause,
+    quote_id,
     send,
     too_slow,
     transport_error,
 )
-from airflow_provider_bctrl._lineage import LineageItem, LocalFile, StoredFileRef, report_lineage
+from airflow_provider_bctrl._lineage import LineageItem, LocalFile, StoredFileRef, report_lineage, space_file
 from airflow_provider_bctrl._multipart import StreamingMultipartBody, guess_content_type
-from airflow_provider_bctrl._progress import TransferProgress
-from airflow_provider_bctrl._retry import backoff_delay, call_with_retries
+from airflow_provider_bctrl._progress import TransferProgress, upload_outcome
+from airflow_provider_bctrl._retry import call_with_retries
 from airflow_provider_bctrl._settings import (
     DEFAULT_BACKOFF_BASE,
     BctrlConnectionSettings,
@@ -54,17 +51,11 @@ from airflow_provider_bctrl._settings import (
 )
 from airflow_provider_bctrl._storage import Destination, local_source, resolve_destination, resolve_source
 from airflow_provider_bctrl._validation import check_id, check_idempotency_key, check_name
-from airflow_provider_bctrl.assets import asset_uri
 from airflow_provider_bctrl.exceptions import (
-    BctrlApiError,
-    BctrlAuthError,
     BctrlConnectionConfigError,
     BctrlInputError,
-    BctrlRateLimitError,
-    BctrlServerError,
     BctrlTransportError,
     BctrlUnexpectedResponseError,
-    never_sent,
 )
 from airflow_provider_bctrl.models import (
     CollectedFile,
@@ -86,8 +77,6 @@ PROGRESS_QUIET_SECONDS = 2.0
 #: An upload whose answer has not come this many seconds after its last byte went out logs that it
 #: is waiting (then again every 30 s), so a server storing a large file leaves no silent stretch.
 WAIT_NOTICE_SECONDS = 5.0
-#: How many of the latest retry waits :attr:`BctrlHook.retry_waits` keeps.
-RETRY_WAITS_KEPT = 100
 
 _Model = TypeVar("_Model")
 _Result = TypeVar("_Result")
@@ -246,43 +235,22 @@ class BctrlHook(BaseHook):
     def _with_retries(
         self, operation: str, call: Callable[[], _Result], max_retries: int | None = None
     ) -> _Result:
-        retries = self.settings.max_retries if max_retries is None else max_retries
-
-        def wait(attempt: int, error: BctrlApiError) -> None:
-            cap = self.settings.max_retry_wait
-            if error.retry_after is not None:
-                seconds = min(error.retry_after, cap)
-            else:
-                seconds = backoff_delay(attempt, base=self.backoff_base, cap=cap)
-            self.log.warning(
-                "BCTRL %s attempt %d of %d failed: %s Retrying in %.2f s.",
-                operation,
-                attempt,
-                retries + 1,
-                error,
-                seconds,
-            )
-            self.retry_waits.append(seconds)
-            del self.retry_waits[:-RETRY_WAITS_KEPT]
-            self._sleep(seconds)
-
-        return call_with_retries(call, retries=retries, before_retry=wait)
+        settings = self.settings
+        return call_with_retries(
+            call,
+            operation=operation,
+            retries=settings.max_retries if max_retries is None else max_retries,
+            base=settings.backoff_base,
+            cap=settings.max_retry_wait,
+            log=self.log,
+            waits=self.retry_waits,
+            sleep=self._sleep,
+        )
 
     def _parse(
         self, response: requests.Response, operation: str, build: Callable[[dict[str, Any]], _Model]
     ) -> _Model:
-        payload = json_object(response, operation, self.settings)
-        try:
-            return build(payload)
-        except (KeyError, TypeError, AttributeError) as exc:
-            problem = f"lacks the key {exc}" if isinstance(exc, KeyError) else f"is malformed: {exc}"
-            request_id = self.settings.redact(response.headers.get("X-Request-Id") or "") or None
-            raise BctrlUnexpectedResponseError(
-                f"BCTRL API {response.status_code} during {operation}: the response {problem} "
-                f"(request id {request_id}).",
-                status=response.status_code,
-                request_id=request_id,
-            ) from None
+        return parse_model(response, operation, self.settings, build)
 
     # ------------------------------------------------------------------ API methods
 
@@ -400,7 +368,7 @@ class BctrlHook(BaseHook):
         )
         response = self._request(
             "POST",
-            f"/v1/runtimes/{_q(args.runtime_id)}/files/upload",
+            f"/v1/runtimes/{quote_id(args.runtime_id)}/files/upload",
             operation="upload",
             body_factory=build_body,
         )
@@ -410,7 +378,7 @@ class BctrlHook(BaseHook):
         finally:
             # The summary is logged even when the answer cannot be parsed: the bytes did go.
             if progress is not None:
-                progress.finish(_upload_outcome(staged))
+                progress.finish(upload_outcome(staged))
         read = LocalFile(origin.local_path.resolve()) if origin.local_path is not None else origin.uri
         self._report_lineage(inputs=[read], outputs=[StoredFileRef(staged.id)])
         return staged
@@ -447,7 +415,7 @@ class BctrlHook(BaseHook):
         self.log.info("Collecting %s from runtime %s into space %s", args.path, args.runtime_id, space)
         response = self._request(
             "POST",
-            f"/v1/spaces/{_q(space)}/runtimes/{_q(args.runtime_id)}/files/collect",
+            f"/v1/spaces/{quote_id(space)}/runtimes/{quote_id(args.runtime_id)}/files/collect",
             operation="collect",
             json_body=args.json_body(),
         )
@@ -457,7 +425,7 @@ class BctrlHook(BaseHook):
             collected.file.id,
             f" as artifact {collected.artifact.id}" if collected.artifact else "",
         )
-        self._report_lineage(outputs=[_space_file(space, collected.file)])
+        self._report_lineage(outputs=[space_file(space, collected.file)])
         return collected
 
     def stage_file(
@@ -475,7 +443,7 @@ class BctrlHook(BaseHook):
     def _stage(self, args: StageArguments) -> RuntimeStagedFile:
         response = self._request(
             "POST",
-            f"/v1/runtimes/{_q(args.runtime_id)}/files/stage",
+            f"/v1/runtimes/{quote_id(args.runtime_id)}/files/stage",
             operation="stage",
             json_body=args.json_body(),
         )
@@ -486,7 +454,7 @@ class BctrlHook(BaseHook):
     def get_file(self, file_id: str) -> StoredFile:
         """The durable file's metadata (``GET /v1/files/{fileId}``)."""
         file_id = check_id(file_id, "file_id")
-        response = self._request("GET", f"/v1/files/{_q(file_id)}", operation="get file")
+        response = self._request("GET", f"/v1/files/{quote_id(file_id)}", operation="get file")
         return self._parse(response, "get file", StoredFile.from_api)
 
     def download_file(
@@ -528,7 +496,7 @@ class BctrlHook(BaseHook):
     def _download_once(self, file_id: str, target: Destination) -> str:
         response = self._request(
             "GET",
-            f"/v1/files/{_q(file_id)}/content",
+            f"/v1/files/{quote_id(file_id)}/content",
             operation="download",
             stream=True,
             # The bytes as stored: no transparent decompression, so Content-Length counts what we read.
@@ -538,7 +506,7 @@ class BctrlHook(BaseHook):
         # A server may compress although identity was asked for; requests then decodes, and
         # Content-Length counts the compressed bytes, so the stored file's size is the check instead.
         encoding = response.headers.get("Content-Encoding", "identity").strip().lower() or "identity"
-        expected = _int_header(response, "Content-Length") if encoding == "identity" else None
+        expected = int_header(response, "Content-Length") if encoding == "identity" else None
         progress = TransferProgress(
             self.log, f"Download of {file_id}", expected or 0, quiet_seconds=PROGRESS_QUIET_SECONDS
         )
@@ -594,12 +562,7 @@ class BctrlHook(BaseHook):
         self, *, inputs: Sequence[LineageItem] = (), outputs: Sequence[LineageItem] = ()
     ) -> None:
         """Tell Airflow's hook lineage collector what a finished call read and wrote (never raises)."""
-        report_lineage(self, inputs=inputs, outputs=outputs, stored_uri=self._stored_asset_uri, log=self.log)
-
-    def _stored_asset_uri(self, file_id: str) -> str | None:
-        """The ``bctrl://<space>/<path>`` URI of a durable file, looked up with ``GET /v1/files/{id}``."""
-        stored = self.get_file(file_id)
-        return asset_uri(stored.space_id, stored.path) if stored.space_id and stored.path else None
+        report_lineage(self, inputs=inputs, outputs=outputs, get_file=self.get_file, log=self.log)
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the connection with one read-only whoami call, bounded by the timeout and never retried.
@@ -607,58 +570,7 @@ class BctrlHook(BaseHook):
         :return: ``(True, "Connected ...")`` naming the organisation and default space, or
             ``(False, reason)`` saying whether the key, the permissions, the host or the server is at fault.
         """
-        try:
-            settings = self.settings
-            who = self.whoami(max_retries=0)
-        except BctrlConnectionConfigError as exc:
-            return False, str(exc)
-        except BctrlAuthError as exc:
-            # The API's own words and the request id; its hint is written for raw API users.
-            said = f"{exc.error or 'no message'} (request id {exc.request_id or 'unknown'})"
-            if exc.status == 403:
-                return (
-                    False,
-                    f"The API key is not allowed to use this API (403 {exc.code or 'forbidden'}): {said}",
-                )
-            return (
-                False,
-                f"BCTRL rejected the API key (401 {exc.code or 'unauthorized'}): check the API key field. {said}",
-            )
-        except BctrlTransportError as exc:
-            cause = exc.__cause__
-            if isinstance(cause, requests.exceptions.Timeout):
-                return False, f"Timed out: {exc}"
-            if isinstance(cause, requests.exceptions.SSLError) and never_sent(cause):
-                return False, f"TLS handshake failed: {exc}"
-            if cause is None or never_sent(cause):
-                return False, f"Host unreachable: {exc}"
-            # The TCP connection was made, so "unreachable" would send the user to the wrong place:
-            # something answered that is not an HTTP(S) API, or the connection broke mid-answer.
-            return False, f"Host reached, but it gave no valid HTTP answer: {exc}"
-        except BctrlUnexpectedResponseError as exc:
-            return False, f"Not a BCTRL API: {exc}"
-        except (BctrlRateLimitError, BctrlServerError) as exc:
-            # 429 or 5xx, with or without BCTRL's error object: a gateway in front of an outage answers
-            # in its own format, and the base URL may well be right.
-            return False, f"BCTRL is unavailable right now, try again later: {exc}"
-        except BctrlApiError as exc:
-            if exc.code is None:
-                return False, f"Not a BCTRL API: {exc}"
-            return False, str(exc)
-        if not (who.organization_id or who.default_space_id):
-            return False, (
-                f"Not a BCTRL API: {settings.base_url} answered whoami without an organisation or default "
-                "space. Check the API base URL."
-            )
-        message = (
-            f"Connected to BCTRL at {settings.base_url}: organisation {who.organization_id or '?'}, "
-            f"default space {who.default_space_id or '(none)'}"
-            + (f", subaccount {who.subaccount_id}" if who.subaccount_id else "")
-            + "."
-        )
-        # `airflow connections test` prints only "Connection success!"; with -v it shows this log line.
-        self.log.info("%s", message)
-        return True, message
+        return check_connection(self)
 
     # ------------------------------------------------------------------ runtime lifecycle (issue 16)
     # BCTRL documents these endpoints outside the seed contract; see docs/operators/start_runtime.md.
@@ -686,7 +598,7 @@ class BctrlHook(BaseHook):
             headers["Idempotency-Key"] = check_idempotency_key(idempotency_key)
         response = self._request(
             "POST",
-            f"/v1/runtimes/{_q(runtime_id)}/start",
+            f"/v1/runtimes/{quote_id(runtime_id)}/start",
             operation="start runtime",
             headers=headers,
             idempotent=idempotency_key is not None,
@@ -714,7 +626,7 @@ class BctrlHook(BaseHook):
         """
         runtime_id = check_id(runtime_id, "runtime_id")
         response = self._request(
-            "POST", f"/v1/runtimes/{_q(runtime_id)}/stop", operation="stop runtime", idempotent=True
+            "POST", f"/v1/runtimes/{quote_id(runtime_id)}/stop", operation="stop runtime", idempotent=True
         )
         stopped: RuntimeStopped = self._parse(response, "stop runtime", RuntimeStopped.from_api)
         self.log.info("Runtime %s stopped (run %s)", runtime_id, stopped.run_id)
@@ -723,31 +635,5 @@ class BctrlHook(BaseHook):
     def get_runtime(self, runtime_id: str) -> Runtime:
         """The runtime's state (``GET /v1/runtimes/{id}``); ``active_run_id`` is None when stopped."""
         runtime_id = check_id(runtime_id, "runtime_id")
-        response = self._request("GET", f"/v1/runtimes/{_q(runtime_id)}", operation="get runtime")
+        response = self._request("GET", f"/v1/runtimes/{quote_id(runtime_id)}", operation="get runtime")
         return self._parse(response, "get runtime", Runtime.from_api)
-
-
-def _int_header(response: requests.Response, name: str) -> int | None:
-    value = response.headers.get(name)
-    return int(value) if value is not None and value.isdigit() else None
-
-
-def _upload_outcome(staged: RuntimeStagedFile | None) -> str:
-    """The end of an upload's summary line: where the file went, as far as the answer says."""
-    if staged is None:
-        return "the answer could not be read"
-    where = f", runtime path {staged.runtime_path}" if staged.runtime_path else ""
-    return f"stored as file {staged.id}{where}"
-
-
-def _space_file(space_id: str, stored: StoredFile) -> LineageItem:
-    """A stored file's asset URI from its space and path; by id (looked up) when they make none."""
-    try:
-        return asset_uri(space_id, stored.path) if stored.path else StoredFileRef(stored.id)
-    except BctrlInputError:
-        return StoredFileRef(stored.id)
-
-
-def _q(value: str) -> str:
-    """Quote an id for use as one URL path segment (nothing is safe, so '/' cannot split it)."""
-    return quote(value, safe="")
