@@ -28,7 +28,7 @@ __all__ = ["check_connection"]
 
 
 def check_connection(hook: BctrlHook) -> tuple[bool, str]:
-    """Call whoami once, never retried; say whether the key, its permissions, the host or the server is at fault."""
+    """Call whoami once, never retried; say whether the key, its rights, the host or the server failed."""
     try:
         settings = hook.settings
         who = hook.whoami(max_retries=0)

@@ -1,4 +1,4 @@
-"""One attempt of an API request: the pooled session, sending, and turning the answer into a model or an error.
+"""One attempt of an API request: the pooled session, sending, and turning the answer into a model or error.
 
 Everything the server sends enters the provider here, and here the API key is redacted from it: a
 server that echoes the key cannot put it into a result, an XCom, an exception or a log.
@@ -257,7 +257,7 @@ def parse_model(
     settings: BctrlConnectionSettings,
     build: Callable[[dict[str, Any]], _Model],
 ) -> _Model:
-    """The answer built into a model by ``build``; :class:`BctrlUnexpectedResponseError` if it does not fit."""
+    """The answer as the model ``build`` makes; :class:`BctrlUnexpectedResponseError` if it does not fit."""
     payload = json_object(response, operation, settings)
     try:
         return build(payload)

@@ -9,10 +9,10 @@ What may be retried automatically (documented in ``docs/hook.md``, section "Retr
   unavailable, "retry later"), and connection failures before the request was sent. A 500, 502, 504,
   a read timeout or a connection dropped mid-response may hide a stored file: no automatic retry.
 
-Waits honour ``Retry-After`` (seconds or an HTTP-date) capped at the connection's ``max_retry_wait``; otherwise exponential
-backoff with jitter. The decision is made once, when a failure is mapped onto its error
-(:mod:`airflow_provider_bctrl.exceptions` sets ``retryable``), and :func:`call_with_retries` is the
-one loop that acts on it, for JSON requests and downloads alike.
+Waits honour ``Retry-After`` (seconds or an HTTP-date) capped at the connection's ``max_retry_wait``;
+otherwise exponential backoff with jitter. The decision is made once, when a failure is mapped onto
+its error (:mod:`airflow_provider_bctrl.exceptions` sets ``retryable``), and :func:`call_with_retries`
+is the one loop that acts on it, for JSON requests and downloads alike.
 """
 
 from __future__ import annotations

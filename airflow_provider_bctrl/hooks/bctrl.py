@@ -85,13 +85,9 @@ _Result = TypeVar("_Result")
 class BctrlHook(BaseHook):
     """Talk to the BCTRL API with the credentials of an Airflow connection.
 
-    The connection (type ``bctrl``) holds the API key in its password field and the API base URL in
-    its host field (``https://api.bctrl.ai`` when empty). Extra fields: ``space_id`` (default space
-    for collect), ``subaccount_id`` (sent as ``BCTRL-Subaccount-Id``), ``timeout`` (seconds),
-    ``max_retries``, ``max_retry_wait`` (seconds) and ``allow_insecure_http``.
-
-    One :class:`requests.Session` is created lazily per hook and reused for every call, so several
-    calls share pooled connections. The hook is safe to share between threads.
+    The connection (type ``bctrl``; its fields: ``docs/connection.md``) gives the API key and base URL.
+    One :class:`requests.Session` is created on first use and reused by every call (pooled
+    connections); the hook is safe to share between threads.
 
     :param bctrl_conn_id: the Airflow connection id.
     :param timeout: seconds to wait for the server on each request; overrides the connection's.
@@ -260,10 +256,7 @@ class BctrlHook(BaseHook):
         return self._parse(response, "whoami", WhoAmI.from_api)
 
     def get_default_space_id(self) -> str:
-        """The space collect uses when none is given: the connection's ``space_id``, else whoami's default.
-
-        The whoami lookup happens once per hook (two threads asking at once may both look it up).
-        """
+        """The space collect uses when none is given: the connection's ``space_id``, else whoami's (once)."""
         if self.settings.space_id:
             return self.settings.space_id
         if self._default_space_id is None:
@@ -287,10 +280,7 @@ class BctrlHook(BaseHook):
         metadata: Mapping[str, Any] | None = None,
         source_conn_id: str | None = None,
     ) -> RuntimeStagedFile:
-        """Upload a file into a live runtime's workspace (it is also kept as a durable space file).
-
-        The file is streamed, never read whole into memory, with an exact ``Content-Length``. Each
-        retry (only on 429/503 or a refused connection) reopens it and starts again.
+        """Upload a file into a live runtime's workspace, streamed (it is also kept as a durable space file).
 
         :param runtime_id: the runtime to receive the file.
         :param source: the file: a local path, an :class:`~airflow.sdk.ObjectStoragePath`, or a URI
@@ -466,10 +456,8 @@ class BctrlHook(BaseHook):
     ) -> str:
         """Stream a durable file's bytes to a local path or object storage; return the destination URI.
 
-        The bytes go to a temporary sibling first and are moved into place only when all of them
-        arrived (the count is checked against ``Content-Length``), so a failed download never leaves
-        a half file behind and never clobbers an existing one. A download that breaks off mid-way is
-        retried from the start (it is a read), up to ``max_retries`` times.
+        The bytes appear at the destination only once all of them arrived; a failed download leaves
+        nothing behind. A break mid-way is retried from the start, up to ``max_retries`` times.
 
         :param file_id: the durable file's id.
         :param destination: a local file path, an existing local directory (the stored file's name
@@ -572,19 +560,15 @@ class BctrlHook(BaseHook):
         """
         return check_connection(self)
 
-    # ------------------------------------------------------------------ runtime lifecycle (issue 16)
+    # ------------------------------------------------------------------ runtime lifecycle
     # BCTRL documents these endpoints outside the seed contract; see docs/operators/start_runtime.md.
 
     def start_runtime(self, runtime_id: str, *, idempotency_key: str | None = None) -> RuntimeStarted:
         """Start a runtime: open a new run, or answer the run it is already executing.
 
-        Start is billable. With an ``idempotency_key`` (sent as ``Idempotency-Key``) the server
-        answers every repeat with the run the first call started, so the hook retries it like a read
-        (408, 429, 5xx, timeouts, dropped connections). Without one only failures where the server
-        cannot have acted are retried (429, 503, connection refused).
-
-        The answer's ``connect_url`` drives the browser: it is registered with Airflow's secret
-        masker, so it shows as ``***`` in task logs.
+        Start is billable. With an ``idempotency_key`` every repeat answers the first call's run, so
+        it is retried like a read; without one, only where the server cannot have acted. The answer's
+        ``connect_url`` and ``webdriver_url`` are registered with Airflow's secret masker.
 
         :param runtime_id: the runtime to start.
         :param idempotency_key: a key unique to this logical start, e.g. derived from the task
@@ -617,10 +601,7 @@ class BctrlHook(BaseHook):
         return started
 
     def stop_runtime(self, runtime_id: str) -> RuntimeStopped:
-        """Stop a runtime's active run (``POST /v1/runtimes/{id}/stop``).
-
-        A repeated stop cannot do harm (the second finds the runtime stopped), so it is retried like
-        a read.
+        """Stop a runtime's active run (``POST /v1/runtimes/{id}/stop``); retried like a read.
 
         :raises BctrlRuntimeNotActiveError: 409 ``runtime.not_active``: it was not running.
         """
