@@ -10,7 +10,6 @@ import json
 import traceback
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
-from urllib.parse import quote
 
 import requests
 from requests.auth import AuthBase
@@ -35,12 +34,10 @@ from airflow_provider_bctrl.exceptions import (
 
 __all__ = [
     "MAX_JSON_BYTES",
-    "int_header",
     "json_object",
     "new_session",
     "parse_model",
     "quiet_cause",
-    "quote_id",
     "redacted_cause",
     "send",
 ]
@@ -270,17 +267,6 @@ def parse_model(
             status=response.status_code,
             request_id=request_id,
         ) from None
-
-
-def int_header(response: requests.Response, name: str) -> int | None:
-    """A header's value as a whole number, or ``None`` when it is absent or not digits."""
-    value = response.headers.get(name)
-    return int(value) if value is not None and value.isdigit() else None
-
-
-def quote_id(value: str) -> str:
-    """An id as one URL path segment: nothing is safe, so ``/`` cannot split it (see ``check_id``)."""
-    return quote(value, safe="")
 
 
 def _request_id(response: requests.Response, settings: BctrlConnectionSettings) -> str | None:

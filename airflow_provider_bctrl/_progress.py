@@ -15,12 +15,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from airflow_provider_bctrl.models import RuntimeStagedFile
-
-__all__ = ["TransferProgress", "human_size", "upload_outcome"]
+__all__ = ["TransferProgress"]
 
 _MIB = 1024 * 1024
 
@@ -141,14 +138,6 @@ class TransferProgress:
             f"; {outcome}" if outcome else "",
         )
         return elapsed
-
-
-def upload_outcome(staged: RuntimeStagedFile | None) -> str:
-    """The end of an upload's summary line: where the file went, as far as the answer says."""
-    if staged is None:
-        return "the answer could not be read"
-    where = f", runtime path {staged.runtime_path}" if staged.runtime_path else ""
-    return f"stored as file {staged.id}{where}"
 
 
 def human_size(count: float) -> str:

@@ -14,6 +14,7 @@ from functools import cached_property
 from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import quote
 
 import requests
 from airflow.providers.common.compat.sdk import BaseHook
@@ -29,18 +30,16 @@ from airflow_provider_bctrl._connection_check import check_connection
 from airflow_provider_bctrl._deadlines import AnswerTooSlow
 from airflow_provider_bctrl._http import (
     body_chunks,
-    int_header,
     new_session,
     parse_model,
     quiet_cause,
-    quote_id,
     send,
     too_slow,
     transport_error,
 )
 from airflow_provider_bctrl._lineage import LineageItem, LocalFile, StoredFileRef, report_lineage, space_file
 from airflow_provider_bctrl._multipart import StreamingMultipartBody, guess_content_type
-from airflow_provider_bctrl._progress import TransferProgress, upload_outcome
+from airflow_provider_bctrl._progress import TransferProgress
 from airflow_provider_bctrl._retry import call_with_retries
 from airflow_provider_bctrl._settings import (
     DEFAULT_BACKOFF_BASE,
@@ -358,7 +357,7 @@ class BctrlHook(BaseHook):
         )
         response = self._request(
             "POST",
-            f"/v1/runtimes/{quote_id(args.runtime_id)}/files/upload",
+            f"/v1/runtimes/{_q(args.runtime_id)}/files/upload",
             operation="upload",
             body_factory=build_body,
         )
@@ -368,7 +367,7 @@ class BctrlHook(BaseHook):
         finally:
             # The summary is logged even when the answer cannot be parsed: the bytes did go.
             if progress is not None:
-                progress.finish(upload_outcome(staged))
+                progress.finish(_upload_outcome(staged))
         read = LocalFile(origin.local_path.resolve()) if origin.local_path is not None else origin.uri
         self._report_lineage(inputs=[read], outputs=[StoredFileRef(staged.id)])
         return staged
@@ -405,7 +404,7 @@ class BctrlHook(BaseHook):
         self.log.info("Collecting %s from runtime %s into space %s", args.path, args.runtime_id, space)
         response = self._request(
             "POST",
-            f"/v1/spaces/{quote_id(space)}/runtimes/{quote_id(args.runtime_id)}/files/collect",
+            f"/v1/spaces/{_q(space)}/runtimes/{_q(args.runtime_id)}/files/collect",
             operation="collect",
             json_body=args.json_body(),
         )
@@ -433,7 +432,7 @@ class BctrlHook(BaseHook):
     def _stage(self, args: StageArguments) -> RuntimeStagedFile:
         response = self._request(
             "POST",
-            f"/v1/runtimes/{quote_id(args.runtime_id)}/files/stage",
+            f"/v1/runtimes/{_q(args.runtime_id)}/files/stage",
             operation="stage",
             json_body=args.json_body(),
         )
@@ -444,7 +443,7 @@ class BctrlHook(BaseHook):
     def get_file(self, file_id: str) -> StoredFile:
         """The durable file's metadata (``GET /v1/files/{fileId}``)."""
         file_id = check_id(file_id, "file_id")
-        response = self._request("GET", f"/v1/files/{quote_id(file_id)}", operation="get file")
+        response = self._request("GET", f"/v1/files/{_q(file_id)}", operation="get file")
         return self._parse(response, "get file", StoredFile.from_api)
 
     def download_file(
@@ -484,7 +483,7 @@ class BctrlHook(BaseHook):
     def _download_once(self, file_id: str, target: Destination) -> str:
         response = self._request(
             "GET",
-            f"/v1/files/{quote_id(file_id)}/content",
+            f"/v1/files/{_q(file_id)}/content",
             operation="download",
             stream=True,
             # The bytes as stored: no transparent decompression, so Content-Length counts what we read.
@@ -494,7 +493,7 @@ class BctrlHook(BaseHook):
         # A server may compress although identity was asked for; requests then decodes, and
         # Content-Length counts the compressed bytes, so the stored file's size is the check instead.
         encoding = response.headers.get("Content-Encoding", "identity").strip().lower() or "identity"
-        expected = int_header(response, "Content-Length") if encoding == "identity" else None
+        expected = _int_header(response, "Content-Length") if encoding == "identity" else None
         progress = TransferProgress(
             self.log, f"Download of {file_id}", expected or 0, quiet_seconds=PROGRESS_QUIET_SECONDS
         )
@@ -582,7 +581,7 @@ class BctrlHook(BaseHook):
             headers["Idempotency-Key"] = check_idempotency_key(idempotency_key)
         response = self._request(
             "POST",
-            f"/v1/runtimes/{quote_id(runtime_id)}/start",
+            f"/v1/runtimes/{_q(runtime_id)}/start",
             operation="start runtime",
             headers=headers,
             idempotent=idempotency_key is not None,
@@ -607,7 +606,7 @@ class BctrlHook(BaseHook):
         """
         runtime_id = check_id(runtime_id, "runtime_id")
         response = self._request(
-            "POST", f"/v1/runtimes/{quote_id(runtime_id)}/stop", operation="stop runtime", idempotent=True
+            "POST", f"/v1/runtimes/{_q(runtime_id)}/stop", operation="stop runtime", idempotent=True
         )
         stopped: RuntimeStopped = self._parse(response, "stop runtime", RuntimeStopped.from_api)
         self.log.info("Runtime %s stopped (run %s)", runtime_id, stopped.run_id)
@@ -616,5 +615,23 @@ class BctrlHook(BaseHook):
     def get_runtime(self, runtime_id: str) -> Runtime:
         """The runtime's state (``GET /v1/runtimes/{id}``); ``active_run_id`` is None when stopped."""
         runtime_id = check_id(runtime_id, "runtime_id")
-        response = self._request("GET", f"/v1/runtimes/{quote_id(runtime_id)}", operation="get runtime")
+        response = self._request("GET", f"/v1/runtimes/{_q(runtime_id)}", operation="get runtime")
         return self._parse(response, "get runtime", Runtime.from_api)
+
+
+def _int_header(response: requests.Response, name: str) -> int | None:
+    value = response.headers.get(name)
+    return int(value) if value is not None and value.isdigit() else None
+
+
+def _upload_outcome(staged: RuntimeStagedFile | None) -> str:
+    """The end of an upload's summary line: where the file went, as far as the answer says."""
+    if staged is None:
+        return "the answer could not be read"
+    where = f", runtime path {staged.runtime_path}" if staged.runtime_path else ""
+    return f"stored as file {staged.id}{where}"
+
+
+def _q(value: str) -> str:
+    """Quote an id for use as one URL path segment (nothing is safe, so '/' cannot split it)."""
+    return quote(value, safe="")
