@@ -1,4 +1,4 @@
-"""One attempt of an API request: the pooled session, sending, and turning the answer into JSON or an error.
+"""One attempt of an API request: the pooled session, sending, and turning the answer into a model or error.
 
 Everything the server sends enters the provider here, and here the API key is redacted from it: a
 server that echoes the key cannot put it into a result, an XCom, an exception or a log.
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import traceback
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeVar
 
 import requests
 from requests.auth import AuthBase
@@ -32,7 +32,17 @@ from airflow_provider_bctrl.exceptions import (
     without_frames,
 )
 
-__all__ = ["MAX_JSON_BYTES", "json_object", "new_session", "quiet_cause", "redacted_cause", "send"]
+__all__ = [
+    "MAX_JSON_BYTES",
+    "json_object",
+    "new_session",
+    "parse_model",
+    "quiet_cause",
+    "redacted_cause",
+    "send",
+]
+
+_Model = TypeVar("_Model")
 
 #: Enough pooled connections for many threads sharing one hook without urllib3 discarding them.
 POOL_SIZE = 32
@@ -233,9 +243,34 @@ def json_object(
             f"BCTRL API {response.status_code} during {operation}: expected a JSON object, got "
             f"{content_type}. Is the connection's API base URL ({settings.base_url}) a BCTRL API?",
             status=response.status_code,
-            request_id=settings.redact(response.headers.get("X-Request-Id") or "") or None,
+            request_id=_request_id(response, settings),
         )
     return payload
+
+
+def parse_model(
+    response: requests.Response,
+    operation: str,
+    settings: BctrlConnectionSettings,
+    build: Callable[[dict[str, Any]], _Model],
+) -> _Model:
+    """The answer as the model ``build`` makes; :class:`BctrlUnexpectedResponseError` if it does not fit."""
+    payload = json_object(response, operation, settings)
+    try:
+        return build(payload)
+    except (KeyError, TypeError, AttributeError) as exc:
+        problem = f"lacks the key {exc}" if isinstance(exc, KeyError) else f"is malformed: {exc}"
+        request_id = _request_id(response, settings)
+        raise BctrlUnexpectedResponseError(
+            f"BCTRL API {response.status_code} during {operation}: the response {problem} "
+            f"(request id {request_id}).",
+            status=response.status_code,
+            request_id=request_id,
+        ) from None
+
+
+def _request_id(response: requests.Response, settings: BctrlConnectionSettings) -> str | None:
+    return settings.redact(response.headers.get("X-Request-Id") or "") or None
 
 
 def redacted_error(error: BctrlApiError, settings: BctrlConnectionSettings) -> BctrlApiError:

@@ -22,9 +22,22 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-__all__ = ["LineageCollector", "LocalFile", "StoredFileRef", "hook_lineage_collector", "report_lineage"]
+from airflow_provider_bctrl.assets import asset_uri
+from airflow_provider_bctrl.exceptions import BctrlInputError
+
+if TYPE_CHECKING:
+    from airflow_provider_bctrl.models import StoredFile
+
+__all__ = [
+    "LineageCollector",
+    "LocalFile",
+    "StoredFileRef",
+    "hook_lineage_collector",
+    "report_lineage",
+    "space_file",
+]
 
 
 class LineageCollector(Protocol):
@@ -70,19 +83,26 @@ def hook_lineage_collector(log: logging.Logger | Any) -> LineageCollector | None
     return collector
 
 
+def space_file(space_id: str, stored: StoredFile) -> LineageItem:
+    """A stored file's asset URI from its space and path; by id (looked up later) when they make none."""
+    try:
+        return asset_uri(space_id, stored.path) if stored.path else StoredFileRef(stored.id)
+    except BctrlInputError:
+        return StoredFileRef(stored.id)
+
+
 def report_lineage(
     context: Any,
     *,
     inputs: Sequence[LineageItem],
     outputs: Sequence[LineageItem],
-    stored_uri: Callable[[str], str | None],
+    get_file: Callable[[str], StoredFile],
     log: logging.Logger | Any,
 ) -> None:
     """Tell the collector (if anyone reads it) what a finished transfer read and wrote; never raises.
 
     :param context: the hook, which Airflow records as the lineage's context.
-    :param stored_uri: turns a stored file's id into its ``bctrl://`` URI (one ``GET /v1/files/{id}``),
-        or ``None`` when it cannot.
+    :param get_file: the hook's ``GET /v1/files/{id}``, which names a stored file's space and path.
     """
     collector = hook_lineage_collector(log)
     if collector is None:
@@ -94,7 +114,7 @@ def report_lineage(
     for items, add in ((inputs, collector.add_input_asset), (outputs, collector.add_output_asset)):
         for item in items:
             try:
-                _add(context, add, item, stored_uri)
+                _add(context, add, item, get_file)
             except Exception as exc:
                 log.warning("Could not report lineage for %s: %s", item, exc)
 
@@ -108,11 +128,16 @@ def _without_bctrl(items: Sequence[LineageItem]) -> list[LineageItem]:
 
 
 def _add(
-    context: Any, add: Callable[..., None], item: LineageItem, stored_uri: Callable[[str], str | None]
+    context: Any, add: Callable[..., None], item: LineageItem, get_file: Callable[[str], StoredFile]
 ) -> None:
     if isinstance(item, LocalFile):
         add(context=context, scheme="file", asset_kwargs={"path": str(item.path)})
         return
-    uri = stored_uri(item.file_id) if isinstance(item, StoredFileRef) else item
+    uri = _stored_uri(get_file(item.file_id)) if isinstance(item, StoredFileRef) else item
     if uri:
         add(context=context, uri=uri)
+
+
+def _stored_uri(stored: StoredFile) -> str | None:
+    """The ``bctrl://<space>/<path>`` URI of a stored file, or ``None`` when its answer names no place."""
+    return asset_uri(stored.space_id, stored.path) if stored.space_id and stored.path else None

@@ -1,4 +1,4 @@
-"""The retry policy, in one place.
+"""The retry policy, in one place: which failures may be retried, how long to wait, and the one loop.
 
 What may be retried automatically (documented in ``docs/hook.md``, section "Retry policy"):
 
@@ -9,20 +9,21 @@ What may be retried automatically (documented in ``docs/hook.md``, section "Retr
   unavailable, "retry later"), and connection failures before the request was sent. A 500, 502, 504,
   a read timeout or a connection dropped mid-response may hide a stored file: no automatic retry.
 
-Waits honour ``Retry-After`` (seconds or an HTTP-date) capped at ``max_wait``; otherwise exponential
-backoff with jitter. The decision is made once, when a failure is mapped onto its error
-(:mod:`airflow_provider_bctrl.exceptions` sets ``retryable``), and :func:`call_with_retries` is the
-one loop that acts on it, for JSON requests and downloads alike.
+Waits honour ``Retry-After`` (seconds or an HTTP-date) capped at the connection's ``max_retry_wait``;
+otherwise exponential backoff with jitter. The decision is made once, when a failure is mapped onto
+its error (:mod:`airflow_provider_bctrl.exceptions` sets ``retryable``), and :func:`call_with_retries`
+is the one loop that acts on it, for JSON requests and downloads alike.
 """
 
 from __future__ import annotations
 
 import email.utils
+import logging
 import random
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from airflow_provider_bctrl.exceptions import BctrlApiError
 
@@ -31,6 +32,7 @@ T = TypeVar("T")
 __all__ = [
     "GET_RETRYABLE_STATUSES",
     "POST_RETRYABLE_STATUSES",
+    "RETRY_WAITS_KEPT",
     "backoff_delay",
     "call_with_retries",
     "parse_retry_after",
@@ -42,6 +44,8 @@ __all__ = [
 POST_RETRYABLE_STATUSES = frozenset({429, 503})
 #: Statuses a read-only GET retries.
 GET_RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+#: How many of the latest waits :func:`call_with_retries` keeps in its ``waits`` list.
+RETRY_WAITS_KEPT = 100
 
 
 def status_is_retryable(status: int, *, idempotent: bool) -> bool:
@@ -93,13 +97,24 @@ def backoff_delay(attempt: int, *, base: float, cap: float) -> float:
 
 
 def call_with_retries(
-    call: Callable[[], T], *, retries: int, before_retry: Callable[[int, BctrlApiError], None]
+    call: Callable[[], T],
+    *,
+    operation: str,
+    retries: int,
+    base: float,
+    cap: float,
+    log: logging.Logger | Any,
+    waits: list[float],
+    sleep: Callable[[float], None],
 ) -> T:
     """Run ``call`` until it returns, retrying a :class:`BctrlApiError` marked ``retryable``.
 
+    Before each retry it waits the error's ``Retry-After`` capped at ``cap``, else :func:`backoff_delay`;
+    logs a warning; and appends the wait to ``waits``, which keeps the latest :data:`RETRY_WAITS_KEPT`.
+
+    :param operation: names the call in the warning, e.g. ``"upload"``.
     :param retries: how many times at most to repeat ``call`` after its first attempt.
-    :param before_retry: called with the attempt number (1 = first) and the error before each retry;
-        it waits.
+    :param sleep: how to wait (``time.sleep``; tests swap it).
     """
     attempt = 1
     while True:
@@ -108,5 +123,19 @@ def call_with_retries(
         except BctrlApiError as exc:
             if not exc.retryable or attempt > retries:
                 raise
-            before_retry(attempt, exc)
+            if exc.retry_after is not None:
+                seconds = min(exc.retry_after, cap)
+            else:
+                seconds = backoff_delay(attempt, base=base, cap=cap)
+            log.warning(
+                "BCTRL %s attempt %d of %d failed: %s Retrying in %.2f s.",
+                operation,
+                attempt,
+                retries + 1,
+                exc,
+                seconds,
+            )
+            waits.append(seconds)
+            del waits[:-RETRY_WAITS_KEPT]
+            sleep(seconds)
             attempt += 1

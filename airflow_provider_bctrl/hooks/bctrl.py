@@ -1,12 +1,7 @@
-"""The BCTRL hook: an Airflow connection turned into an authenticated, pooled HTTP session, and the API calls.
+"""The BCTRL hook: an Airflow connection turned into a pooled, authenticated session, and the API methods.
 
-The layers live in their own modules, each readable alone:
-
-- :mod:`airflow_provider_bctrl._settings`: the connection (and the hook's arguments) → checked settings;
-- :mod:`airflow_provider_bctrl._http`: one attempt of a request, and reading its answer (key redacted);
-- :mod:`airflow_provider_bctrl._retry`: the retry policy and the one loop that applies it;
-- :mod:`airflow_provider_bctrl.exceptions`: the errors, and how failures map onto them;
-- :mod:`airflow_provider_bctrl._arguments`: each call's arguments, checked once.
+Each layer below it is a private module that says what it owns; ``docs/hook.md`` ("How the code is
+laid out") lists them.
 """
 
 from __future__ import annotations
@@ -31,20 +26,21 @@ from airflow_provider_bctrl._arguments import (
     StageArguments,
     UploadArguments,
 )
+from airflow_provider_bctrl._connection_check import check_connection
 from airflow_provider_bctrl._deadlines import AnswerTooSlow
 from airflow_provider_bctrl._http import (
     body_chunks,
-    json_object,
     new_session,
+    parse_model,
     quiet_cause,
     send,
     too_slow,
     transport_error,
 )
-from airflow_provider_bctrl._lineage import LineageItem, LocalFile, StoredFileRef, report_lineage
+from airflow_provider_bctrl._lineage import LineageItem, LocalFile, StoredFileRef, report_lineage, space_file
 from airflow_provider_bctrl._multipart import StreamingMultipartBody, guess_content_type
 from airflow_provider_bctrl._progress import TransferProgress
-from airflow_provider_bctrl._retry import backoff_delay, call_with_retries
+from airflow_provider_bctrl._retry import call_with_retries
 from airflow_provider_bctrl._settings import (
     DEFAULT_BACKOFF_BASE,
     BctrlConnectionSettings,
@@ -54,17 +50,11 @@ from airflow_provider_bctrl._settings import (
 )
 from airflow_provider_bctrl._storage import Destination, local_source, resolve_destination, resolve_source
 from airflow_provider_bctrl._validation import check_id, check_idempotency_key, check_name
-from airflow_provider_bctrl.assets import asset_uri
 from airflow_provider_bctrl.exceptions import (
-    BctrlApiError,
-    BctrlAuthError,
     BctrlConnectionConfigError,
     BctrlInputError,
-    BctrlRateLimitError,
-    BctrlServerError,
     BctrlTransportError,
     BctrlUnexpectedResponseError,
-    never_sent,
 )
 from airflow_provider_bctrl.models import (
     CollectedFile,
@@ -86,8 +76,6 @@ PROGRESS_QUIET_SECONDS = 2.0
 #: An upload whose answer has not come this many seconds after its last byte went out logs that it
 #: is waiting (then again every 30 s), so a server storing a large file leaves no silent stretch.
 WAIT_NOTICE_SECONDS = 5.0
-#: How many of the latest retry waits :attr:`BctrlHook.retry_waits` keeps.
-RETRY_WAITS_KEPT = 100
 
 _Model = TypeVar("_Model")
 _Result = TypeVar("_Result")
@@ -96,13 +84,9 @@ _Result = TypeVar("_Result")
 class BctrlHook(BaseHook):
     """Talk to the BCTRL API with the credentials of an Airflow connection.
 
-    The connection (type ``bctrl``) holds the API key in its password field and the API base URL in
-    its host field (``https://api.bctrl.ai`` when empty). Extra fields: ``space_id`` (default space
-    for collect), ``subaccount_id`` (sent as ``BCTRL-Subaccount-Id``), ``timeout`` (seconds),
-    ``max_retries``, ``max_retry_wait`` (seconds) and ``allow_insecure_http``.
-
-    One :class:`requests.Session` is created lazily per hook and reused for every call, so several
-    calls share pooled connections. The hook is safe to share between threads.
+    The connection (type ``bctrl``; its fields: ``docs/connection.md``) gives the API key and base URL.
+    One :class:`requests.Session` is created on first use and reused by every call (pooled
+    connections); the hook is safe to share between threads.
 
     :param bctrl_conn_id: the Airflow connection id.
     :param timeout: seconds to wait for the server on each request; overrides the connection's.
@@ -246,43 +230,22 @@ class BctrlHook(BaseHook):
     def _with_retries(
         self, operation: str, call: Callable[[], _Result], max_retries: int | None = None
     ) -> _Result:
-        retries = self.settings.max_retries if max_retries is None else max_retries
-
-        def wait(attempt: int, error: BctrlApiError) -> None:
-            cap = self.settings.max_retry_wait
-            if error.retry_after is not None:
-                seconds = min(error.retry_after, cap)
-            else:
-                seconds = backoff_delay(attempt, base=self.backoff_base, cap=cap)
-            self.log.warning(
-                "BCTRL %s attempt %d of %d failed: %s Retrying in %.2f s.",
-                operation,
-                attempt,
-                retries + 1,
-                error,
-                seconds,
-            )
-            self.retry_waits.append(seconds)
-            del self.retry_waits[:-RETRY_WAITS_KEPT]
-            self._sleep(seconds)
-
-        return call_with_retries(call, retries=retries, before_retry=wait)
+        settings = self.settings
+        return call_with_retries(
+            call,
+            operation=operation,
+            retries=settings.max_retries if max_retries is None else max_retries,
+            base=settings.backoff_base,
+            cap=settings.max_retry_wait,
+            log=self.log,
+            waits=self.retry_waits,
+            sleep=self._sleep,
+        )
 
     def _parse(
         self, response: requests.Response, operation: str, build: Callable[[dict[str, Any]], _Model]
     ) -> _Model:
-        payload = json_object(response, operation, self.settings)
-        try:
-            return build(payload)
-        except (KeyError, TypeError, AttributeError) as exc:
-            problem = f"lacks the key {exc}" if isinstance(exc, KeyError) else f"is malformed: {exc}"
-            request_id = self.settings.redact(response.headers.get("X-Request-Id") or "") or None
-            raise BctrlUnexpectedResponseError(
-                f"BCTRL API {response.status_code} during {operation}: the response {problem} "
-                f"(request id {request_id}).",
-                status=response.status_code,
-                request_id=request_id,
-            ) from None
+        return parse_model(response, operation, self.settings, build)
 
     # ------------------------------------------------------------------ API methods
 
@@ -292,10 +255,7 @@ class BctrlHook(BaseHook):
         return self._parse(response, "whoami", WhoAmI.from_api)
 
     def get_default_space_id(self) -> str:
-        """The space collect uses when none is given: the connection's ``space_id``, else whoami's default.
-
-        The whoami lookup happens once per hook (two threads asking at once may both look it up).
-        """
+        """The space collect uses when none is given: the connection's ``space_id``, else whoami's (once)."""
         if self.settings.space_id:
             return self.settings.space_id
         if self._default_space_id is None:
@@ -319,10 +279,7 @@ class BctrlHook(BaseHook):
         metadata: Mapping[str, Any] | None = None,
         source_conn_id: str | None = None,
     ) -> RuntimeStagedFile:
-        """Upload a file into a live runtime's workspace (it is also kept as a durable space file).
-
-        The file is streamed, never read whole into memory, with an exact ``Content-Length``. Each
-        retry (only on 429/503 or a refused connection) reopens it and starts again.
+        """Upload a file into a live runtime's workspace, streamed (it is also kept as a durable space file).
 
         :param runtime_id: the runtime to receive the file.
         :param source: the file: a local path, an :class:`~airflow.sdk.ObjectStoragePath`, or a URI
@@ -457,7 +414,7 @@ class BctrlHook(BaseHook):
             collected.file.id,
             f" as artifact {collected.artifact.id}" if collected.artifact else "",
         )
-        self._report_lineage(outputs=[_space_file(space, collected.file)])
+        self._report_lineage(outputs=[space_file(space, collected.file)])
         return collected
 
     def stage_file(
@@ -498,10 +455,8 @@ class BctrlHook(BaseHook):
     ) -> str:
         """Stream a durable file's bytes to a local path or object storage; return the destination URI.
 
-        The bytes go to a temporary sibling first and are moved into place only when all of them
-        arrived (the count is checked against ``Content-Length``), so a failed download never leaves
-        a half file behind and never clobbers an existing one. A download that breaks off mid-way is
-        retried from the start (it is a read), up to ``max_retries`` times.
+        The bytes appear at the destination only once all of them arrived; a failed download leaves
+        nothing behind. A break mid-way is retried from the start, up to ``max_retries`` times.
 
         :param file_id: the durable file's id.
         :param destination: a local file path, an existing local directory (the stored file's name
@@ -594,12 +549,7 @@ class BctrlHook(BaseHook):
         self, *, inputs: Sequence[LineageItem] = (), outputs: Sequence[LineageItem] = ()
     ) -> None:
         """Tell Airflow's hook lineage collector what a finished call read and wrote (never raises)."""
-        report_lineage(self, inputs=inputs, outputs=outputs, stored_uri=self._stored_asset_uri, log=self.log)
-
-    def _stored_asset_uri(self, file_id: str) -> str | None:
-        """The ``bctrl://<space>/<path>`` URI of a durable file, looked up with ``GET /v1/files/{id}``."""
-        stored = self.get_file(file_id)
-        return asset_uri(stored.space_id, stored.path) if stored.space_id and stored.path else None
+        report_lineage(self, inputs=inputs, outputs=outputs, get_file=self.get_file, log=self.log)
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the connection with one read-only whoami call, bounded by the timeout and never retried.
@@ -607,72 +557,17 @@ class BctrlHook(BaseHook):
         :return: ``(True, "Connected ...")`` naming the organisation and default space, or
             ``(False, reason)`` saying whether the key, the permissions, the host or the server is at fault.
         """
-        try:
-            settings = self.settings
-            who = self.whoami(max_retries=0)
-        except BctrlConnectionConfigError as exc:
-            return False, str(exc)
-        except BctrlAuthError as exc:
-            # The API's own words and the request id; its hint is written for raw API users.
-            said = f"{exc.error or 'no message'} (request id {exc.request_id or 'unknown'})"
-            if exc.status == 403:
-                return (
-                    False,
-                    f"The API key is not allowed to use this API (403 {exc.code or 'forbidden'}): {said}",
-                )
-            return (
-                False,
-                f"BCTRL rejected the API key (401 {exc.code or 'unauthorized'}): check the API key field. {said}",
-            )
-        except BctrlTransportError as exc:
-            cause = exc.__cause__
-            if isinstance(cause, requests.exceptions.Timeout):
-                return False, f"Timed out: {exc}"
-            if isinstance(cause, requests.exceptions.SSLError) and never_sent(cause):
-                return False, f"TLS handshake failed: {exc}"
-            if cause is None or never_sent(cause):
-                return False, f"Host unreachable: {exc}"
-            # The TCP connection was made, so "unreachable" would send the user to the wrong place:
-            # something answered that is not an HTTP(S) API, or the connection broke mid-answer.
-            return False, f"Host reached, but it gave no valid HTTP answer: {exc}"
-        except BctrlUnexpectedResponseError as exc:
-            return False, f"Not a BCTRL API: {exc}"
-        except (BctrlRateLimitError, BctrlServerError) as exc:
-            # 429 or 5xx, with or without BCTRL's error object: a gateway in front of an outage answers
-            # in its own format, and the base URL may well be right.
-            return False, f"BCTRL is unavailable right now, try again later: {exc}"
-        except BctrlApiError as exc:
-            if exc.code is None:
-                return False, f"Not a BCTRL API: {exc}"
-            return False, str(exc)
-        if not (who.organization_id or who.default_space_id):
-            return False, (
-                f"Not a BCTRL API: {settings.base_url} answered whoami without an organisation or default "
-                "space. Check the API base URL."
-            )
-        message = (
-            f"Connected to BCTRL at {settings.base_url}: organisation {who.organization_id or '?'}, "
-            f"default space {who.default_space_id or '(none)'}"
-            + (f", subaccount {who.subaccount_id}" if who.subaccount_id else "")
-            + "."
-        )
-        # `airflow connections test` prints only "Connection success!"; with -v it shows this log line.
-        self.log.info("%s", message)
-        return True, message
+        return check_connection(self)
 
-    # ------------------------------------------------------------------ runtime lifecycle (issue 16)
+    # ------------------------------------------------------------------ runtime lifecycle
     # BCTRL documents these endpoints outside the seed contract; see docs/operators/start_runtime.md.
 
     def start_runtime(self, runtime_id: str, *, idempotency_key: str | None = None) -> RuntimeStarted:
         """Start a runtime: open a new run, or answer the run it is already executing.
 
-        Start is billable. With an ``idempotency_key`` (sent as ``Idempotency-Key``) the server
-        answers every repeat with the run the first call started, so the hook retries it like a read
-        (408, 429, 5xx, timeouts, dropped connections). Without one only failures where the server
-        cannot have acted are retried (429, 503, connection refused).
-
-        The answer's ``connect_url`` drives the browser: it is registered with Airflow's secret
-        masker, so it shows as ``***`` in task logs.
+        Start is billable. With an ``idempotency_key`` every repeat answers the first call's run, so
+        it is retried like a read; without one, only where the server cannot have acted. The answer's
+        ``connect_url`` and ``webdriver_url`` are registered with Airflow's secret masker.
 
         :param runtime_id: the runtime to start.
         :param idempotency_key: a key unique to this logical start, e.g. derived from the task
@@ -705,10 +600,7 @@ class BctrlHook(BaseHook):
         return started
 
     def stop_runtime(self, runtime_id: str) -> RuntimeStopped:
-        """Stop a runtime's active run (``POST /v1/runtimes/{id}/stop``).
-
-        A repeated stop cannot do harm (the second finds the runtime stopped), so it is retried like
-        a read.
+        """Stop a runtime's active run (``POST /v1/runtimes/{id}/stop``); retried like a read.
 
         :raises BctrlRuntimeNotActiveError: 409 ``runtime.not_active``: it was not running.
         """
@@ -738,14 +630,6 @@ def _upload_outcome(staged: RuntimeStagedFile | None) -> str:
         return "the answer could not be read"
     where = f", runtime path {staged.runtime_path}" if staged.runtime_path else ""
     return f"stored as file {staged.id}{where}"
-
-
-def _space_file(space_id: str, stored: StoredFile) -> LineageItem:
-    """A stored file's asset URI from its space and path; by id (looked up) when they make none."""
-    try:
-        return asset_uri(space_id, stored.path) if stored.path else StoredFileRef(stored.id)
-    except BctrlInputError:
-        return StoredFileRef(stored.id)
 
 
 def _q(value: str) -> str:

@@ -79,8 +79,9 @@ def uri_ref(uri: str) -> DatasetRef:
 class BctrlBaseOperator(BaseOperator):
     """Shared plumbing: the connection id, the lazily created hook, extra XCom keys, asset events, lineage.
 
-    Subclasses fill ``self._lineage_inputs`` / ``self._lineage_outputs`` in ``execute`` (or leave
-    durable files to :meth:`_space_file` to look up later) and call :meth:`_emit_asset_events`.
+    Subclasses fill ``self._lineage_inputs`` / ``self._lineage_outputs`` in ``execute`` (durable files
+    that need a lookup are added by :meth:`_add_space_file` in ``_complete_lineage``, only when lineage
+    is asked for) and call :meth:`_emit_asset_events`.
 
     :param bctrl_conn_id: the Airflow connection of type ``bctrl`` to use. (templated)
     :param hook_params: per-task overrides of the connection's settings, passed to
@@ -200,10 +201,12 @@ class BctrlBaseOperator(BaseOperator):
             return {}
         return location_extra(*location)
 
-    def _space_file(self, file_id: str) -> DatasetRef | None:
-        """The durable file ``file_id`` as a lineage dataset, or ``None`` when it cannot be looked up."""
-        location = self._stored_location(file_id)
-        return space_file_ref(*location) if location is not None else None
+    def _add_space_file(self, refs: list[DatasetRef], file_id: str | None) -> None:
+        """Put the durable file ``file_id`` (looked up) first in ``refs``, unless it is there or unknown."""
+        location = self._stored_location(file_id) if file_id is not None else None
+        stored = space_file_ref(*location) if location is not None else None
+        if stored is not None and stored not in refs:
+            refs.insert(0, stored)
 
     def _complete_lineage(self) -> None:
         """Hook for subclasses: fill in lineage that needs a lookup (runs only when lineage is asked for)."""

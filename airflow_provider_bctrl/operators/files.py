@@ -109,8 +109,5 @@ class BctrlDownloadFileOperator(BctrlBaseOperator):
         return written
 
     def _complete_lineage(self) -> None:
-        file_id = getattr(self, "_downloaded_file_id", None)
-        if file_id is not None and not self._lineage_inputs:
-            stored = self._space_file(file_id)
-            if stored is not None:
-                self._lineage_inputs.append(stored)
+        if not self._lineage_inputs:
+            self._add_space_file(self._lineage_inputs, getattr(self, "_downloaded_file_id", None))

@@ -55,7 +55,7 @@ from airflow_provider_bctrl.operators._waiting import (
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Asset, Context, ObjectStoragePath
 
-    from airflow_provider_bctrl.models import CollectedFile
+    from airflow_provider_bctrl.models import CollectedFile, RuntimeStagedFile
 
 __all__ = ["BctrlCollectFileOperator", "BctrlStageFileOperator", "BctrlUploadFileOperator"]
 
@@ -156,33 +156,36 @@ class BctrlUploadFileOperator(BctrlBaseOperator):
         """Upload the file; return the API's ``RuntimeStagedFile`` JSON and push ``file_id``/``runtime_path``."""
         args = self._arguments()
         staged = self.hook._upload(args)
-        self._push_keys(context, {XCOM_FILE_ID: staged.id, XCOM_RUNTIME_PATH: staged.runtime_path})
-        runtime_id = staged.runtime_id or args.runtime_id
         self._uploaded_file_id = staged.id
         self._lineage_inputs = [uri_ref(_source_uri(args.source))]
-        self._lineage_outputs = (
-            [runtime_file_ref(runtime_id, staged.runtime_path)] if staged.runtime_path else []
-        )
-        if self._declared_assets:
-            self._emit_asset_events(
-                context,
-                {
-                    XCOM_FILE_ID: staged.id,
-                    "runtime_id": runtime_id,
-                    XCOM_RUNTIME_PATH: staged.runtime_path,
-                    **self._location_extra(staged.id),
-                },
-            )
-        return staged.raw
+        return _report_staged(self, context, staged, args.runtime_id, locate=True)
 
     def _complete_lineage(self) -> None:
         # The upload response names no space or storage path: look the stored copy up (once).
-        file_id = getattr(self, "_uploaded_file_id", None)
-        if file_id is None:
-            return
-        stored = self._space_file(file_id)
-        if stored is not None and stored not in self._lineage_outputs:
-            self._lineage_outputs.insert(0, stored)
+        self._add_space_file(self._lineage_outputs, getattr(self, "_uploaded_file_id", None))
+
+
+def _report_staged(
+    operator: BctrlBaseOperator, context: Context, staged: RuntimeStagedFile, runtime_id: str, *, locate: bool
+) -> dict[str, Any]:
+    """What upload and stage report for the file they put into a runtime; returns its JSON.
+
+    Pushes ``file_id`` and ``runtime_path``, names the runtime file as the lineage output and adds the
+    ids to the outlet assets' events.
+
+    :param locate: add the stored copy's ``space_id``, ``path`` and ``uri`` to the events (one lookup).
+    """
+    operator._push_keys(context, {XCOM_FILE_ID: staged.id, XCOM_RUNTIME_PATH: staged.runtime_path})
+    runtime_id = staged.runtime_id or runtime_id
+    operator._lineage_outputs = (
+        [runtime_file_ref(runtime_id, staged.runtime_path)] if staged.runtime_path else []
+    )
+    if operator._declared_assets:
+        extra = {XCOM_FILE_ID: staged.id, "runtime_id": runtime_id, XCOM_RUNTIME_PATH: staged.runtime_path}
+        operator._emit_asset_events(
+            context, {**extra, **(operator._location_extra(staged.id) if locate else {})}
+        )
+    return staged.raw
 
 
 def _source_uri(source: Any) -> str:
@@ -369,11 +372,8 @@ class BctrlCollectFileOperator(BctrlBaseOperator):
         return collected.raw
 
     def _complete_lineage(self) -> None:
-        file_id = getattr(self, "_collected_file_id", None)
-        if file_id is not None and not self._lineage_outputs:  # the response had no path
-            stored = self._space_file(file_id)
-            if stored is not None:
-                self._lineage_outputs.append(stored)
+        if not self._lineage_outputs:  # the response had no path
+            self._add_space_file(self._lineage_outputs, getattr(self, "_collected_file_id", None))
 
 
 class BctrlStageFileOperator(BctrlBaseOperator):
@@ -443,22 +443,10 @@ class BctrlStageFileOperator(BctrlBaseOperator):
         args = self._arguments()
         staged = self.hook._stage(args)
         self.log.info("Staged file %s into runtime %s at %s", staged.id, args.runtime_id, staged.runtime_path)
-        self._push_keys(context, {XCOM_FILE_ID: staged.id, XCOM_RUNTIME_PATH: staged.runtime_path})
-        runtime_id = staged.runtime_id or args.runtime_id
         self._staged_file_id = args.file_id
         self._lineage_inputs = []
-        self._lineage_outputs = (
-            [runtime_file_ref(runtime_id, staged.runtime_path)] if staged.runtime_path else []
-        )
-        self._emit_asset_events(
-            context,
-            {XCOM_FILE_ID: staged.id, "runtime_id": runtime_id, XCOM_RUNTIME_PATH: staged.runtime_path},
-        )
-        return staged.raw
+        return _report_staged(self, context, staged, args.runtime_id, locate=False)
 
     def _complete_lineage(self) -> None:
-        file_id = getattr(self, "_staged_file_id", None)
-        if file_id is not None and not self._lineage_inputs:
-            stored = self._space_file(file_id)
-            if stored is not None:
-                self._lineage_inputs.append(stored)
+        if not self._lineage_inputs:
+            self._add_space_file(self._lineage_inputs, getattr(self, "_staged_file_id", None))
