@@ -23,8 +23,9 @@ and ``upload_report`` and ``download_results`` to one only ``w2`` serves; the ot
 default queue both serve. So in every run the report is written on one worker and uploaded from the
 other: the hand-off goes through S3, never through a shared disk.
 
-Only the standard library and ``requests`` are imported at the top; Airflow runs in the child
-processes.
+Only the standard library, ``requests`` and the provider's small wait helpers
+(``airflow_provider_bctrl.testing._wait``, shared with the standalone tests) are imported at the top;
+Airflow runs in the child processes.
 """
 
 from __future__ import annotations
@@ -43,12 +44,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import requests
+
+from airflow_provider_bctrl.testing._wait import airflow_healthy, free_port, poll
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -71,8 +74,6 @@ START_TIMEOUT = 180.0
 RUN_TIMEOUT = 300.0
 STOP_GRACE = 30.0
 
-T = TypeVar("T")
-
 LOCAL_SETTINGS = f'''"""Cluster policy and worker identity of the celery_stack deployment (written by scripts/celery_stack.py)."""
 
 import os
@@ -94,32 +95,11 @@ def worker_hostname():
 '''
 
 
-def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def port_open(port: int) -> bool:
     """Whether something accepts TCP connections on 127.0.0.1:port."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(1.0)
         return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def poll(what: str, probe: Callable[[], T | None], *, timeout: float, interval: float = 0.5) -> T:
-    """Call ``probe`` until it returns something other than None; bounded in tries and time."""
-    started = time.monotonic()
-    for _ in range(int(timeout / interval) + 1):
-        result = probe()
-        if result is not None:
-            return result
-        if time.monotonic() - started > timeout:
-            break
-        time.sleep(interval)
-    raise TimeoutError(f"Timed out after {timeout:g} s waiting for {what}.")
 
 
 def group_members(leader: int) -> list[str]:
@@ -469,15 +449,7 @@ def _wait_healthy(stack: Stack) -> None:
         for service in stack.services:
             if service.process.poll() is not None:
                 raise RuntimeError(f"{service.name} exited with {service.process.returncode}\n{stack.logs()}")
-        try:
-            response = requests.get(f"{stack.api_url}/api/v2/monitor/health", timeout=(1, 5))
-        except requests.RequestException:
-            return None
-        if response.status_code != 200:
-            return None
-        health = response.json()
-        parts = ("metadatabase", "scheduler", "triggerer", "dag_processor")
-        if not all((health.get(part) or {}).get("status") == "healthy" for part in parts):
+        if not airflow_healthy(stack.api_url):
             return None
         # Celery prints "<name>@<host> ready." once a worker consumes from the broker.
         for name in WORKERS:
@@ -486,14 +458,12 @@ def _wait_healthy(stack: Stack) -> None:
                 return None
         return True
 
-    try:
-        poll(
-            "a healthy deployment (api, scheduler, triggerer, dag-processor, both workers)",
-            healthy,
-            timeout=START_TIMEOUT,
-        )
-    except TimeoutError as exc:
-        raise TimeoutError(f"{exc}\n{stack.logs()}") from None
+    poll(
+        "a healthy deployment (api, scheduler, triggerer, dag-processor, both workers)",
+        healthy,
+        timeout=START_TIMEOUT,
+        context=stack.logs,
+    )
 
 
 def stop(stack: Stack) -> None:
