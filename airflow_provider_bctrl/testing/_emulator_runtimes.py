@@ -31,7 +31,7 @@ from airflow_provider_bctrl.testing._emulator_errors import invalid
 from airflow_provider_bctrl.testing._emulator_store import EmulatorStore, RuntimeRecord, RuntimeStart
 
 if TYPE_CHECKING:
-    from airflow_provider_bctrl.testing._emulator_app import Call
+    from airflow_provider_bctrl.testing._emulator_http import Call
 
 log = logging.getLogger("airflow_provider_bctrl.testing.emulator")
 

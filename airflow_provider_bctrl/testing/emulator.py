@@ -37,14 +37,8 @@ from typing import Any
 
 import uvicorn
 
-from airflow_provider_bctrl.testing._emulator_app import (
-    API_KEY_ENV,
-    DEFAULT_API_KEY,
-    ConnectionRegistry,
-    EmulatorApp,
-    create_app,
-    tracking_protocol,
-)
+from airflow_provider_bctrl.testing._emulator_app import API_KEY_ENV, DEFAULT_API_KEY, EmulatorApp, create_app
+from airflow_provider_bctrl.testing._emulator_connections import ConnectionRegistry, tracking_protocol
 from airflow_provider_bctrl.testing._wait import poll
 from airflow_provider_bctrl.testing.client import EmulatorClient, EmulatorClientError, direct_opener
 
