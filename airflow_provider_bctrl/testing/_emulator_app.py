@@ -27,6 +27,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, Response
 from starlette.types import Message, Receive, Scope, Send
 
+from airflow_provider_bctrl.testing import _emulator_transfers as transfers
 from airflow_provider_bctrl.testing._emulator_connections import (
     ConnectionRegistry,
     DropConnection,
@@ -51,14 +52,14 @@ from airflow_provider_bctrl.testing._emulator_http import (
     template,
 )
 from airflow_provider_bctrl.testing._emulator_multipart import FormReader
-from airflow_provider_bctrl.testing._emulator_runtimes import RuntimeLifecycle
-from airflow_provider_bctrl.testing._emulator_store import (
-    EmulatorStore,
+from airflow_provider_bctrl.testing._emulator_records import (
     FileRecord,
     UploadedBytes,
     decode_cursor,
     encode_cursor,
 )
+from airflow_provider_bctrl.testing._emulator_runtimes import RuntimeLifecycle
+from airflow_provider_bctrl.testing._emulator_store import EmulatorStore
 
 log = logging.getLogger("airflow_provider_bctrl.testing.emulator")
 
@@ -291,7 +292,8 @@ class EmulatorApp:
         upload: UploadedBytes = call.data
         fields: dict[str, str] = (call.entry or {}).get("formFields") or {}
         staged = await run_in_threadpool(
-            self.store.commit_upload,
+            transfers.commit_upload,
+            self.store,
             call.params[0],
             upload,
             name=fields.get("name"),
@@ -319,7 +321,8 @@ class EmulatorApp:
                 raise invalid("'artifact.metadata' must be an object.", field="artifact.metadata")
         space_id, runtime_id = call.params
         record, recorded = await run_in_threadpool(
-            self.store.collect,
+            transfers.collect,
+            self.store,
             space_id,
             runtime_id,
             path,
@@ -344,7 +347,9 @@ class EmulatorApp:
             raise invalid("'fileId' is required and must be a non-empty string.", field="fileId")
         runtime_path = optional_str(body, "runtimePath")
         name = optional_str(body, "name")
-        staged = await run_in_threadpool(self.store.stage, call.params[0], file_id, runtime_path, name)
+        staged = await run_in_threadpool(
+            transfers.stage, self.store, call.params[0], file_id, runtime_path, name
+        )
         return json_response(staged.to_api())
 
     async def _whoami(self, call: Call) -> Response:

@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from airflow_provider_bctrl.testing import _emulator_transfers as transfers
 from airflow_provider_bctrl.testing._emulator_errors import ApiError, invalid
 from airflow_provider_bctrl.testing._emulator_faults import FaultQueue, RequestLog, parse_fault_request
 from airflow_provider_bctrl.testing._emulator_http import (
@@ -123,13 +124,13 @@ class ControlApi:
         with open(tmp, "xb", buffering=_WRITE_BUFFER) as out:
             async for chunk in call.request.stream():  # ends with the body
                 out.write(chunk)
-        shown, size = await run_in_threadpool(self.store.put_runtime_file, runtime_id, path, tmp)
+        shown, size = await run_in_threadpool(transfers.put_runtime_file, self.store, runtime_id, path, tmp)
         return json_response({"path": shown, "sizeBytes": size}, status=201)
 
     async def _fs_read(self, call: Call) -> Response:
         runtime_id = call.params[0]
         self.store.get_runtime(runtime_id)
-        real = self.store.resolve_runtime_file(runtime_id, self._fs_path(call))
+        real = transfers.resolve_runtime_file(self.store, runtime_id, self._fs_path(call))
         return Download(real, media_type="application/octet-stream")
 
     async def _stored_files(self, call: Call) -> Response:
