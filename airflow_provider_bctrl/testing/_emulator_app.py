@@ -49,6 +49,7 @@ from airflow_provider_bctrl.testing._emulator_http import (
     optional_str,
     read_json,
     require_object,
+    required_str,
     template,
 )
 from airflow_provider_bctrl.testing._emulator_multipart import FormReader
@@ -305,9 +306,7 @@ class EmulatorApp:
 
     async def _collect(self, call: Call) -> Response:
         body = require_object(call.data)
-        path = body.get("path")
-        if not isinstance(path, str) or not path:
-            raise invalid("'path' is required and must be a non-empty string.", field="path")
+        path = required_str(body, "path")
         storage_path = optional_str(body, "storagePath")
         name = optional_str(body, "name")
         artifact = body.get("artifact")
@@ -330,21 +329,12 @@ class EmulatorApp:
             name=name,
             artifact=artifact,
         )
-        file_json = {
-            "id": record.id,
-            "name": record.name,
-            "path": record.path,
-            "contentType": record.content_type,
-            "sizeBytes": record.size_bytes,
-            "createdAt": record.created_at,
-        }
+        file_json = record.to_api_summary()
         return json_response({"file": file_json, "artifact": recorded.to_api() if recorded else None})
 
     async def _stage(self, call: Call) -> Response:
         body = require_object(call.data)
-        file_id = body.get("fileId")
-        if not isinstance(file_id, str) or not file_id:
-            raise invalid("'fileId' is required and must be a non-empty string.", field="fileId")
+        file_id = required_str(body, "fileId")
         runtime_path = optional_str(body, "runtimePath")
         name = optional_str(body, "name")
         staged = await run_in_threadpool(
@@ -368,12 +358,7 @@ class EmulatorApp:
     def _file_json(self, record: FileRecord, request: Request) -> dict[str, Any]:
         base = str(request.base_url).rstrip("/")
         data: dict[str, Any] = {
-            "id": record.id,
-            "name": record.name,
-            "path": record.path,
-            "contentType": record.content_type,
-            "sizeBytes": record.size_bytes,
-            "createdAt": record.created_at,
+            **record.to_api_summary(),
             "downloadUrl": f"{base}/v1/files/{quote(record.id, safe='')}/content",
             "source": record.source,
             "spaceId": record.space_id,

@@ -83,6 +83,14 @@ def optional_str(body: dict[str, Any], key: str) -> str | None:
     return value
 
 
+def required_str(body: dict[str, Any], key: str) -> str:
+    """``body[key]`` when it is a non-empty string; 400 naming the field otherwise."""
+    value = body.get(key)
+    if not isinstance(value, str) or not value:
+        raise invalid(f"'{key}' is required and must be a non-empty string.", field=key)
+    return value
+
+
 def require_object(body: Any) -> dict[str, Any]:
     """``body`` when it is a JSON object; 400 otherwise."""
     if not isinstance(body, dict):

@@ -124,6 +124,17 @@ class FileRecord:
     run_id: str | None
     metadata: dict[str, Any] | None = None
 
+    def to_api_summary(self) -> dict[str, Any]:
+        """The short file object (collect's ``file``); the full one adds its URL, source and owners."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "path": self.path,
+            "contentType": self.content_type,
+            "sizeBytes": self.size_bytes,
+            "createdAt": self.created_at,
+        }
+
     def to_json(self) -> dict[str, Any]:
         """The record as persisted in its sidecar."""
         return {
