@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from _airflow_env import airflow_env
 
 from airflow_provider_bctrl.testing._wait import airflow_healthy, free_port, poll
 
@@ -116,16 +117,9 @@ class Standalone:
 
 def standalone_env(home: Path, port: int, dags_folder: Path, extra: Mapping[str, str]) -> dict[str, str]:
     """The environment of the deployment: isolated home, loopback API, LocalExecutor, 4 task slots."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "AIRFLOW_VAR_"))
-    }
-    env.update(
-        AIRFLOW_HOME=str(home),
-        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home / 'airflow.db'}",
-        AIRFLOW__CORE__DAGS_FOLDER=str(dags_folder),
-        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+    env = airflow_env(
+        home,
+        dags_folder,
         AIRFLOW__CORE__EXECUTOR="LocalExecutor",
         # Without this LocalExecutor starts 32 idle workers.
         AIRFLOW__CORE__PARALLELISM="4",
@@ -137,7 +131,6 @@ def standalone_env(home: Path, port: int, dags_folder: Path, extra: Mapping[str,
         AIRFLOW__API__BASE_URL=f"http://127.0.0.1:{port}",
         # Only runs the test triggers: unpausing a @daily DAG must not add a scheduled run.
         AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE="False",
-        PYTHONUNBUFFERED="1",
         NO_COLOR="1",
     )
     # standalone starts its components as `airflow ...` from PATH: make that this venv's airflow.
