@@ -51,7 +51,7 @@ from typing import Any
 
 import requests
 
-from airflow_provider_bctrl.testing._wait import airflow_healthy, free_port, poll
+from airflow_provider_bctrl.testing._wait import airflow_healthy, free_port, poll, session_members, wait_gone
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -100,27 +100,6 @@ def port_open(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(1.0)
         return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def group_members(leader: int) -> list[str]:
-    """Live (not zombie) processes of the session a service leads, as ``"pid state command"`` (/proc).
-
-    Each service starts in a session of its own (``start_new_session``). Its descendants keep that
-    session even when they move to a process group of their own, as Airflow's task supervisor puts
-    every task process, so the session is what "everything this service started" means.
-    """
-    members = []
-    for stat_path in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            stat = stat_path.read_text()
-        except OSError:
-            continue
-        # Fields after the command (which may hold spaces): state, ppid, pgrp, session, ...
-        command, _, rest = stat.rpartition(")")
-        fields = rest.split()
-        if len(fields) > 3 and leader in (int(fields[2]), int(fields[3])) and fields[0] != "Z":
-            members.append(f"{stat_path.parent.name} {fields[0]} {command.partition('(')[2]}")
-    return members
 
 
 def postgres_bindir() -> Path:
@@ -480,10 +459,10 @@ def stop(stack: Stack) -> None:
     _stop_group(infrastructure, stack.stop_times)
     time.sleep(0.2)
     stack.leftover_processes = {
-        s.name: members for s in stack.services if (members := group_members(s.process.pid))
+        s.name: members for s in stack.services if (members := session_members(s.process.pid))
     }
-    if emulator_pid and group_members(emulator_pid):
-        stack.leftover_processes["emulator"] = group_members(emulator_pid)
+    if emulator_pid and session_members(emulator_pid):
+        stack.leftover_processes["emulator"] = session_members(emulator_pid)
     stack.leftover_ports = [port for port in stack.ports if port_open(port)]
     stack.session.close()
     if stack.pg_data is not None:
@@ -503,11 +482,10 @@ def _stop_group(services: list[Service], took: dict[str, float]) -> None:
     for service in services:
         with contextlib.suppress(subprocess.TimeoutExpired):
             service.process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        while group_members(service.process.pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_gone(service.process.pid, max(0.0, deadline - time.monotonic()))
         took[service.name] = time.monotonic() - signalled
     for service in services:
-        for member in group_members(service.process.pid):
+        for member in session_members(service.process.pid):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(int(member.split()[0]), signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):

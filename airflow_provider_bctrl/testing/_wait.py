@@ -1,8 +1,9 @@
-"""Bounded waiting for local servers: a free loopback port, one poll loop, and Airflow's health check.
+"""Bounded waiting for local servers and processes: a free port, one poll loop, Airflow's health check.
 
 The emulator, its client, the test deployments (``tests/e2e/_standalone.py``) and the Celery stack
 (``scripts/celery_stack.py``) all wait for something to come up; they share this loop, so every wait
-is bounded in tries and in time the same way. Standard library only: the client imports it.
+is bounded in tries and in time the same way; the deployments also wait here for what they started to
+be gone. Standard library only: the client imports it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import socket
 import time
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -62,3 +64,38 @@ def airflow_healthy(api_url: str, parts: tuple[str, ...] = AIRFLOW_PARTS) -> boo
     except (OSError, ValueError):  # refused, HTTP error, timeout, not JSON
         return False
     return all((health.get(part) or {}).get("status") == "healthy" for part in parts)
+
+
+def session_members(leader: int) -> list[str]:
+    """Live (not zombie) processes that ``leader`` started, as ``"pid state command"`` lines (Linux /proc).
+
+    A process started with ``start_new_session`` leads a session and a process group. Its descendants
+    keep the session even when they move to a process group of their own (as Airflow's task supervisor
+    puts every task process), so a process counts when its group or its session is ``leader``'s.
+    """
+    members = []
+    for stat_path in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            stat = stat_path.read_text()
+        except OSError:
+            continue
+        # Fields after the command (which may hold spaces): state, ppid, pgrp, session, ...
+        command, _, rest = stat.rpartition(")")
+        fields = rest.split()
+        if len(fields) > 3 and leader in (int(fields[2]), int(fields[3])) and fields[0] != "Z":
+            members.append(f"{stat_path.parent.name} {fields[0]} {command.partition('(')[2]}")
+    return members
+
+
+def wait_gone(leader: int, timeout: float) -> bool:
+    """Wait until nothing ``leader`` started is alive, at most ``timeout`` seconds; whether it is so."""
+    try:
+        poll(
+            "processes to exit",
+            lambda: True if not session_members(leader) else None,
+            timeout=timeout,
+            interval=0.1,
+        )
+    except TimeoutError:
+        return False
+    return True

@@ -23,7 +23,7 @@ from typing import Any
 import requests
 from _airflow_env import airflow_env
 
-from airflow_provider_bctrl.testing._wait import airflow_healthy, free_port, poll
+from airflow_provider_bctrl.testing._wait import airflow_healthy, free_port, poll, session_members, wait_gone
 
 AIRFLOW_BIN = str(Path(sys.executable).with_name("airflow"))
 #: How long the deployment may take to answer, and to stop, on 2 busy cores.
@@ -184,40 +184,19 @@ def run_standalone(home: Path, dags_folder: Path, extra_env: Mapping[str, str]) 
 
 
 def stop_group(process: subprocess.Popen[bytes], grace: float = STOP_GRACE) -> None:
-    """SIGTERM the process group, wait up to ``grace`` seconds, then SIGKILL whatever is left."""
+    """SIGTERM the process group, wait up to ``grace`` seconds, then SIGKILL whatever is left of its session."""
     pgid = process.pid
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGTERM)
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=grace)
-    _wait_group_gone(pgid, grace)
-    # Children (task workers, api-server workers) may outlive the leader; the group goes with it.
+    wait_gone(pgid, grace)
+    # Children (task workers, api-server workers) may outlive the leader; what it started goes with it.
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
+    for member in session_members(pgid):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(int(member.split()[0]), signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=10)
-    _wait_group_gone(pgid, 10)
-
-
-def group_members(pgid: int) -> list[str]:
-    """Live (not zombie) processes of a process group, as ``"pid state command"`` lines (Linux /proc)."""
-    members = []
-    for stat_path in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            stat = stat_path.read_text()
-        except OSError:
-            continue
-        # Fields after the command (which may hold spaces) start after its closing parenthesis.
-        command, _, rest = stat.rpartition(")")
-        fields = rest.split()
-        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(f"{stat_path.parent.name} {fields[0]} {command.partition('(')[2]}")
-    return members
-
-
-def _wait_group_gone(pgid: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    for _ in range(int(timeout / 0.2) + 1):
-        if not group_members(pgid) or time.monotonic() > deadline:
-            return
-        time.sleep(0.2)
+    wait_gone(pgid, 10)

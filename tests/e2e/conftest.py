@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _standalone import STANDALONE_KEY, Standalone, group_members, run_standalone
+from _standalone import STANDALONE_KEY, Standalone, run_standalone
 from dagrun_helpers import DagRunResult, collect_run
 
+from airflow_provider_bctrl.testing._wait import session_members
 from airflow_provider_bctrl.testing.emulator import BctrlEmulator
 from airflow_provider_bctrl.version_compat import AIRFLOW_V_3_1_PLUS
 
@@ -152,5 +153,5 @@ def standalone(
         {"AIRFLOW_CONN_BCTRL_DEFAULT": standalone_emulator.airflow_connection_json()},
     ) as running:
         yield running
-    left = group_members(running.process.pid)
+    left = session_members(running.process.pid)
     assert not left, f"airflow standalone left processes behind: {left}"
