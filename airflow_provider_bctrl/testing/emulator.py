@@ -191,7 +191,7 @@ class BctrlEmulator(EmulatorClient):
         self.startup_timeout = startup_timeout
         self.url = ""
         self.pid: int | None = None
-        # The client's state: base_url is set once the server answers, and cleared by stop().
+        # The client's state: base_url is the server's url once start() knows it.
         self.base_url = ""
         self.timeout = _CONTROL_TIMEOUT
         self._opener = direct_opener()
@@ -338,7 +338,6 @@ class BctrlEmulator(EmulatorClient):
         if self._process is not None:
             _terminate_group(self._process)
             self._process = None
-        self.base_url = ""
         if self._log_dir is not None:
             shutil.rmtree(self._log_dir, ignore_errors=True)
             self._log_dir = None
@@ -355,7 +354,7 @@ class BctrlEmulator(EmulatorClient):
         self.stop()
 
     def _call(self, method: str, path: str, **kwargs: Any) -> bytes:
-        if not self.base_url:
+        if self._server is None and self._process is None:
             raise EmulatorError("The emulator is not running; call start() first.")
         return super()._call(method, path, **kwargs)
 
