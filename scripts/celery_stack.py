@@ -23,8 +23,9 @@ and ``upload_report`` and ``download_results`` to one only ``w2`` serves; the ot
 default queue both serve. So in every run the report is written on one worker and uploaded from the
 other: the hand-off goes through S3, never through a shared disk.
 
-Only the standard library and ``requests`` are imported at the top; Airflow runs in the child
-processes.
+Only the standard library, ``requests`` and the provider's small wait helpers
+(``airflow_provider_bctrl.testing._wait``, shared with the standalone tests) are imported at the top;
+Airflow runs in the child processes.
 """
 
 from __future__ import annotations
@@ -43,12 +44,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import requests
+
+from airflow_provider_bctrl.testing._wait import airflow_healthy, free_port, poll, session_members, wait_gone
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -71,8 +74,6 @@ START_TIMEOUT = 180.0
 RUN_TIMEOUT = 300.0
 STOP_GRACE = 30.0
 
-T = TypeVar("T")
-
 LOCAL_SETTINGS = f'''"""Cluster policy and worker identity of the celery_stack deployment (written by scripts/celery_stack.py)."""
 
 import os
@@ -94,53 +95,11 @@ def worker_hostname():
 '''
 
 
-def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def port_open(port: int) -> bool:
     """Whether something accepts TCP connections on 127.0.0.1:port."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(1.0)
         return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def poll(what: str, probe: Callable[[], T | None], *, timeout: float, interval: float = 0.5) -> T:
-    """Call ``probe`` until it returns something other than None; bounded in tries and time."""
-    started = time.monotonic()
-    for _ in range(int(timeout / interval) + 1):
-        result = probe()
-        if result is not None:
-            return result
-        if time.monotonic() - started > timeout:
-            break
-        time.sleep(interval)
-    raise TimeoutError(f"Timed out after {timeout:g} s waiting for {what}.")
-
-
-def group_members(leader: int) -> list[str]:
-    """Live (not zombie) processes of the session a service leads, as ``"pid state command"`` (/proc).
-
-    Each service starts in a session of its own (``start_new_session``). Its descendants keep that
-    session even when they move to a process group of their own, as Airflow's task supervisor puts
-    every task process, so the session is what "everything this service started" means.
-    """
-    members = []
-    for stat_path in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            stat = stat_path.read_text()
-        except OSError:
-            continue
-        # Fields after the command (which may hold spaces): state, ppid, pgrp, session, ...
-        command, _, rest = stat.rpartition(")")
-        fields = rest.split()
-        if len(fields) > 3 and leader in (int(fields[2]), int(fields[3])) and fields[0] != "Z":
-            members.append(f"{stat_path.parent.name} {fields[0]} {command.partition('(')[2]}")
-    return members
 
 
 def postgres_bindir() -> Path:
@@ -469,15 +428,7 @@ def _wait_healthy(stack: Stack) -> None:
         for service in stack.services:
             if service.process.poll() is not None:
                 raise RuntimeError(f"{service.name} exited with {service.process.returncode}\n{stack.logs()}")
-        try:
-            response = requests.get(f"{stack.api_url}/api/v2/monitor/health", timeout=(1, 5))
-        except requests.RequestException:
-            return None
-        if response.status_code != 200:
-            return None
-        health = response.json()
-        parts = ("metadatabase", "scheduler", "triggerer", "dag_processor")
-        if not all((health.get(part) or {}).get("status") == "healthy" for part in parts):
+        if not airflow_healthy(stack.api_url):
             return None
         # Celery prints "<name>@<host> ready." once a worker consumes from the broker.
         for name in WORKERS:
@@ -486,14 +437,12 @@ def _wait_healthy(stack: Stack) -> None:
                 return None
         return True
 
-    try:
-        poll(
-            "a healthy deployment (api, scheduler, triggerer, dag-processor, both workers)",
-            healthy,
-            timeout=START_TIMEOUT,
-        )
-    except TimeoutError as exc:
-        raise TimeoutError(f"{exc}\n{stack.logs()}") from None
+    poll(
+        "a healthy deployment (api, scheduler, triggerer, dag-processor, both workers)",
+        healthy,
+        timeout=START_TIMEOUT,
+        context=stack.logs,
+    )
 
 
 def stop(stack: Stack) -> None:
@@ -510,10 +459,10 @@ def stop(stack: Stack) -> None:
     _stop_group(infrastructure, stack.stop_times)
     time.sleep(0.2)
     stack.leftover_processes = {
-        s.name: members for s in stack.services if (members := group_members(s.process.pid))
+        s.name: members for s in stack.services if (members := session_members(s.process.pid))
     }
-    if emulator_pid and group_members(emulator_pid):
-        stack.leftover_processes["emulator"] = group_members(emulator_pid)
+    if emulator_pid and session_members(emulator_pid):
+        stack.leftover_processes["emulator"] = session_members(emulator_pid)
     stack.leftover_ports = [port for port in stack.ports if port_open(port)]
     stack.session.close()
     if stack.pg_data is not None:
@@ -533,11 +482,10 @@ def _stop_group(services: list[Service], took: dict[str, float]) -> None:
     for service in services:
         with contextlib.suppress(subprocess.TimeoutExpired):
             service.process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        while group_members(service.process.pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_gone(service.process.pid, max(0.0, deadline - time.monotonic()))
         took[service.name] = time.monotonic() - signalled
     for service in services:
-        for member in group_members(service.process.pid):
+        for member in session_members(service.process.pid):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(int(member.split()[0]), signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):

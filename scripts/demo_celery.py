@@ -40,10 +40,10 @@ from celery_stack import (
     WORKER_CONCURRENCY,
     WORKERS,
     Stack,
-    group_members,
     poll,
     postgres_bindir,
     running_stack,
+    session_members,
 )
 
 # ------------------------------------------------------------------------------------ scenario
@@ -176,7 +176,7 @@ def group_pss_mib(pgid: int) -> tuple[float, int]:
     pages once per process.
     """
     total_kib, count = 0, 0
-    for line in group_members(pgid):
+    for line in session_members(pgid):
         pid = line.split()[0]
         with contextlib.suppress(OSError, ValueError):
             rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from airflow_provider_bctrl.version_compat import AIRFLOW_V_3_2_PLUS
 
 
@@ -69,3 +71,12 @@ def positional_arguments_error() -> type[Exception]:
     from airflow.exceptions import AirflowException
 
     return AirflowException
+
+
+#: The Airflow 3 lines, for ``airflow_lines`` markers of tests that need Airflow 3.
+AIRFLOW_3_LINES = ("3.0", "3.1", "3.2", "3.3")
+
+#: The marker of the operator tests that hand operators Airflow 3's ``OutletEventAccessors``.
+OPERATORS_ON_AIRFLOW_3 = pytest.mark.airflow_lines(
+    *AIRFLOW_3_LINES, reason="drives the operators with Airflow 3's OutletEventAccessors; not ported to 2.11"
+)

@@ -1,4 +1,4 @@
-"""Raw TCP servers on loopback for the tests that need a server misbehaving below HTTP.
+"""Raw TCP and HTTP servers on loopback for the tests that need a server misbehaving, or recording.
 
 One accept loop, used by every such test: it listens on 127.0.0.1 at a free port (or a given one),
 hands each accepted connection to ``handle`` in its own thread, counts them, and stops on ``close()``
@@ -76,6 +76,32 @@ def pipe(source: socket.socket, target: socket.socket) -> None:
     finally:
         with contextlib.suppress(OSError):
             target.shutdown(socket.SHUT_WR)
+
+
+def read_request(conn: socket.socket) -> bytes:
+    """Read one HTTP request's head and body (by Content-Length) off ``conn``; its request line.
+
+    ``b""`` when the peer closed before a whole head arrived. Bounded by a 10 s socket timeout.
+    """
+    conn.settimeout(10)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return b""
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    while len(body) < length:
+        chunk = conn.recv(1 << 20)
+        if not chunk:
+            break
+        body += chunk
+    return head.split(b"\r\n")[0]
 
 
 def relay_to(upstream: tuple[str, int], server: Callable[[], LoopbackServer | None], timeout: float = 30.0):

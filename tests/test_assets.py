@@ -6,6 +6,7 @@ import importlib
 import urllib.parse
 
 import pytest
+from _lines import AIRFLOW_3_LINES
 from airflow.providers.common.compat.sdk import Asset
 
 from airflow_provider_bctrl import get_provider_info
@@ -20,10 +21,7 @@ from airflow_provider_bctrl.exceptions import BctrlInputError
 from airflow_provider_bctrl.version_compat import AIRFLOW_V_3_1_PLUS
 
 pytestmark = pytest.mark.airflow_lines(
-    "3.0",
-    "3.1",
-    "3.2",
-    "3.3",
+    *AIRFLOW_3_LINES,
     reason="bctrl:// assets need Airflow 3; 2.11 refuses them (test_airflow_lines.py)",
 )
 

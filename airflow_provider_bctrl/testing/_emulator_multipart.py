@@ -28,7 +28,7 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from airflow_provider_bctrl.testing._emulator_errors import ApiError, invalid
-from airflow_provider_bctrl.testing._emulator_store import UploadedBytes
+from airflow_provider_bctrl.testing._emulator_records import UploadedBytes
 
 #: Largest non-file part kept in memory.
 MAX_FIELD_BYTES = 64 * 1024

@@ -27,11 +27,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
 from airflow_provider_bctrl.testing import _emulator_paths as paths
+from airflow_provider_bctrl.testing import _emulator_transfers as transfers
 from airflow_provider_bctrl.testing._emulator_errors import invalid
-from airflow_provider_bctrl.testing._emulator_store import EmulatorStore, RuntimeRecord, RuntimeStart
+from airflow_provider_bctrl.testing._emulator_records import RuntimeRecord, RuntimeStart
+from airflow_provider_bctrl.testing._emulator_store import EmulatorStore
 
 if TYPE_CHECKING:
-    from airflow_provider_bctrl.testing._emulator_app import Call
+    from airflow_provider_bctrl.testing._emulator_http import Call
 
 log = logging.getLogger("airflow_provider_bctrl.testing.emulator")
 
@@ -151,7 +153,9 @@ class RuntimeLifecycle:
     async def _land_later(self, runtime_id: str, path: str, tmp: Any, delay: float) -> None:
         try:
             await asyncio.sleep(delay)
-            shown, size = await run_in_threadpool(self.store.put_runtime_file, runtime_id, path, tmp)
+            shown, size = await run_in_threadpool(
+                transfers.put_runtime_file, self.store, runtime_id, path, tmp
+            )
             log.info("A delayed file landed in runtime %s at %s (%d bytes)", runtime_id, shown, size)
         except asyncio.CancelledError:
             tmp.unlink(missing_ok=True)

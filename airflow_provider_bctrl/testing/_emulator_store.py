@@ -1,5 +1,8 @@
 """The emulator's state: spaces, runtimes, durable files and artifacts, persisted in a data directory.
 
+The records are in :mod:`._emulator_records`; moving bytes in and out (upload, stage, collect) is
+:mod:`._emulator_transfers`.
+
 Layout of a data directory (all JSON written atomically with tmp + ``os.replace``)::
 
     emulator.json                         {"formatVersion": 1, "defaultSpaceId": ...}
@@ -18,280 +21,47 @@ ever becomes a filesystem path.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import contextlib
 import dataclasses
-import hashlib
 import json
 import logging
-import mimetypes
 import os
 import shutil
-import stat
 import threading
 import uuid
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from airflow_provider_bctrl.testing import _emulator_paths as paths
-from airflow_provider_bctrl.testing._emulator_errors import conflict, invalid, not_found
-from airflow_provider_bctrl.testing._emulator_json import parse_client_json
+from airflow_provider_bctrl.testing._emulator_errors import conflict, not_found
+from airflow_provider_bctrl.testing._emulator_records import (
+    FORMAT_VERSION,
+    RUNTIME_ACTIVE,
+    RUNTIME_STOPPED,
+    ArtifactRecord,
+    FileRecord,
+    RuntimeRecord,
+    RuntimeStart,
+    rfc3339,
+    utc_now,
+    write_json_atomic,
+)
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
-#: How long a copy staged into a runtime is said to live (the contract leaves it open; 24 h is typical).
-STAGED_LIFETIME = timedelta(hours=24)
-#: Longest ``metadata`` JSON text accepted with an upload.
-MAX_METADATA_CHARS = 64 * 1024
+R = TypeVar("R")
 
 
-def utc_now() -> datetime:
-    """The current time in UTC."""
-    return datetime.now(timezone.utc)
-
-
-def rfc3339(moment: datetime) -> str:
-    """``moment`` as an RFC 3339 UTC timestamp with milliseconds and a ``Z`` suffix."""
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def guess_content_type(name: str) -> str:
-    """A content type for ``name`` from its extension; ``application/octet-stream`` when unknown."""
-    guessed, _ = mimetypes.guess_type(name, strict=False)
-    return guessed or "application/octet-stream"
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON to ``path`` so readers only ever see the old or the new file."""
-    tmp = path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-#: Runtime states the emulator models (the start endpoint's ``status`` may also say ``failed``).
-RUNTIME_ACTIVE = "active"
-RUNTIME_STOPPED = "stopped"
-
-
-@dataclass(frozen=True)
-class RuntimeRecord:
-    """A runtime: a browser in a space, with its own filesystem, active (running a run) or stopped.
-
-    ``run_id`` is the runtime's latest run: the active one while ``status`` is ``active``, the last
-    one that ran (or ``None`` if it never ran) once it is ``stopped``.
-    """
-
-    id: str
-    space_id: str
-    run_id: str | None
-    created_at: str
-    status: str = RUNTIME_ACTIVE
-
-    @property
-    def active_run_id(self) -> str | None:
-        """The run in progress, ``None`` when the runtime is stopped."""
-        return self.run_id if self.status == RUNTIME_ACTIVE else None
-
-    def to_json(self) -> dict[str, Any]:
-        """The record as persisted and as the control API shows it."""
-        return {
-            "runtimeId": self.id,
-            "spaceId": self.space_id,
-            "runId": self.run_id,
-            "activeRunId": self.active_run_id,
-            "status": self.status,
-            "createdAt": self.created_at,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> RuntimeRecord:
-        """Read a persisted record (data dirs from before runtime states hold active runtimes)."""
-        run_id = data.get("runId")
-        return cls(
-            str(data["runtimeId"]),
-            str(data["spaceId"]),
-            None if run_id is None else str(run_id),
-            str(data["createdAt"]),
-            str(data.get("status") or RUNTIME_ACTIVE),
-        )
-
-
-@dataclass(frozen=True)
-class RuntimeStart:
-    """The outcome of a start: the run it answers with and whether this call opened it."""
-
-    runtime: RuntimeRecord
-    run_id: str
-    started: bool
-
-
-@dataclass(frozen=True)
-class FileRecord:
-    """A durable file in a space's store."""
-
-    id: str
-    space_id: str
-    name: str
-    path: str
-    content_type: str
-    size_bytes: int
-    sha256: str
-    created_at: str
-    source: str  # "upload" | "runtime"
-    runtime_id: str | None
-    run_id: str | None
-    metadata: dict[str, Any] | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        """The record as persisted in its sidecar."""
-        return {
-            "id": self.id,
-            "spaceId": self.space_id,
-            "name": self.name,
-            "path": self.path,
-            "contentType": self.content_type,
-            "sizeBytes": self.size_bytes,
-            "sha256": self.sha256,
-            "createdAt": self.created_at,
-            "source": self.source,
-            "runtimeId": self.runtime_id,
-            "runId": self.run_id,
-            "metadata": self.metadata,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> FileRecord:
-        """Read a persisted sidecar."""
-        return cls(
-            id=str(data["id"]),
-            space_id=str(data["spaceId"]),
-            name=str(data["name"]),
-            path=str(data["path"]),
-            content_type=str(data["contentType"]),
-            size_bytes=int(data["sizeBytes"]),
-            sha256=str(data["sha256"]),
-            created_at=str(data["createdAt"]),
-            source=str(data["source"]),
-            runtime_id=data.get("runtimeId"),
-            run_id=data.get("runId"),
-            metadata=data.get("metadata"),
-        )
-
-
-@dataclass(frozen=True)
-class ArtifactRecord:
-    """A run artifact recorded by collect."""
-
-    id: str
-    file_id: str
-    space_id: str
-    run_id: str
-    runtime_id: str
-    kind: str
-    name: str
-    size_bytes: int
-    created_at: str
-    metadata: dict[str, Any] | None = field(default=None)
-
-    def to_api(self) -> dict[str, Any]:
-        """The artifact object of collect's response."""
-        return {
-            "id": self.id,
-            "fileId": self.file_id,
-            "runId": self.run_id,
-            "runtimeId": self.runtime_id,
-            "kind": self.kind,
-            "name": self.name,
-            "sizeBytes": self.size_bytes,
-            "createdAt": self.created_at,
-        }
-
-    def to_json(self) -> dict[str, Any]:
-        """The record as persisted (the API shape plus space and metadata)."""
-        return {**self.to_api(), "spaceId": self.space_id, "metadata": self.metadata}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ArtifactRecord:
-        """Read a persisted record."""
-        return cls(
-            id=str(data["id"]),
-            file_id=str(data["fileId"]),
-            space_id=str(data["spaceId"]),
-            run_id=str(data["runId"]),
-            runtime_id=str(data["runtimeId"]),
-            kind=str(data["kind"]),
-            name=str(data["name"]),
-            size_bytes=int(data["sizeBytes"]),
-            created_at=str(data["createdAt"]),
-            metadata=data.get("metadata"),
-        )
-
-
-@dataclass(frozen=True)
-class StagedFile:
-    """A file materialised in a runtime workspace (the contract's ``RuntimeStagedFile``)."""
-
-    file_id: str
-    name: str
-    runtime_id: str
-    runtime_path: str
-    size_bytes: int
-    expires_at: str | None
-
-    def to_api(self) -> dict[str, Any]:
-        """The ``RuntimeStagedFile`` JSON object."""
-        return {
-            "id": self.file_id,
-            "name": self.name,
-            "runtimeId": self.runtime_id,
-            "runtimePath": self.runtime_path,
-            "sizeBytes": self.size_bytes,
-            "expiresAt": self.expires_at,
-        }
-
-
-@dataclass(frozen=True)
-class UploadedBytes:
-    """An upload's file part, already on disk in the store's scratch directory."""
-
-    tmp_path: Path
-    size_bytes: int
-    sha256: str
-    file_name: str | None
-    content_type: str | None
-
-
-def parse_metadata(text: str | None) -> dict[str, Any] | None:
-    """Parse upload's ``metadata`` part: a JSON object serialised as a string."""
-    if text is None:
-        return None
-    if len(text) > MAX_METADATA_CHARS:
-        raise invalid(f"'metadata' is longer than {MAX_METADATA_CHARS} characters.", field="metadata")
-    value = parse_client_json(text, field="metadata", what="'metadata'")
-    if not isinstance(value, dict):
-        raise invalid("'metadata' must be a JSON object, not another JSON value.", field="metadata")
-    return value
-
-
-def encode_cursor(offset: int) -> str:
-    """An opaque page cursor."""
-    return base64.urlsafe_b64encode(f"offset:{offset}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> int:
-    """The offset inside a cursor made by :func:`encode_cursor`; 400 when it is not one."""
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        prefix, _, number = text.partition(":")
-        if prefix != "offset" or not number.isdigit():
-            raise ValueError(cursor)
-        return int(number)
-    except (ValueError, UnicodeDecodeError, binascii.Error):
-        raise invalid("'cursor' is not a cursor this server issued.", field="cursor") from None
+def _read_records(
+    files: Iterable[Path], parse: Callable[[dict[str, Any]], R]
+) -> Iterator[tuple[dict[str, Any], R]]:
+    """Each persisted record that parses, in name order, with its JSON; an unreadable one is logged and skipped."""
+    for path in sorted(files):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            yield data, parse(data)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("Skipping unreadable record %s: %s", path, exc)
 
 
 class EmulatorStore:
@@ -303,7 +73,7 @@ class EmulatorStore:
 
     def __init__(self, data_dir: str | os.PathLike[str], default_space_id: str | None = None) -> None:
         self.data_dir = Path(data_dir).resolve()
-        self._lock = threading.RLock()
+        self.lock = threading.RLock()
         self._spaces: set[str] = set()
         self._runtimes: dict[str, RuntimeRecord] = {}
         self._files: dict[str, FileRecord] = {}
@@ -332,31 +102,16 @@ class EmulatorStore:
             if not (space_dir / "space.json").is_file():
                 continue
             self._spaces.add(space_dir.name)
-            for sidecar in sorted((space_dir / "files").glob("*.json")):
-                try:
-                    record = FileRecord.from_json(json.loads(sidecar.read_text(encoding="utf-8")))
-                except (ValueError, KeyError, TypeError) as exc:
-                    log.warning("Skipping unreadable file record %s: %s", sidecar, exc)
-                    continue
+            for _, record in _read_records((space_dir / "files").glob("*.json"), FileRecord.from_json):
                 self._files[record.id] = record
                 self._paths[(record.space_id, record.path)] = record.id
-            for sidecar in sorted((space_dir / "artifacts").glob("*.json")):
-                try:
-                    artifact = ArtifactRecord.from_json(json.loads(sidecar.read_text(encoding="utf-8")))
-                except (ValueError, KeyError, TypeError) as exc:
-                    log.warning("Skipping unreadable artifact record %s: %s", sidecar, exc)
-                    continue
+            for _, artifact in _read_records(
+                (space_dir / "artifacts").glob("*.json"), ArtifactRecord.from_json
+            ):
                 self._artifacts[artifact.id] = artifact
-        for runtime_dir in sorted((self.data_dir / "runtimes").iterdir()):
-            record_path = runtime_dir / "runtime.json"
-            if not record_path.is_file():
-                continue
-            try:
-                data = json.loads(record_path.read_text(encoding="utf-8"))
-                runtime = RuntimeRecord.from_json(data)
-            except (ValueError, KeyError, TypeError) as exc:
-                log.warning("Skipping unreadable runtime record %s: %s", record_path, exc)
-                continue
+        for data, runtime in _read_records(
+            (self.data_dir / "runtimes").glob("*/runtime.json"), RuntimeRecord.from_json
+        ):
             self._runtimes[runtime.id] = runtime
             keys = data.get("idempotencyKeys")
             self._start_keys[runtime.id] = dict(keys) if isinstance(keys, dict) else {}
@@ -378,15 +133,17 @@ class EmulatorStore:
 
     # ---------------------------------------------------------------------------- spaces, runtimes
 
-    def _space_dir(self, space_id: str) -> Path:
+    def space_dir(self, space_id: str) -> Path:
+        """The space's folder: ``blobs/``, ``files/`` and ``artifacts/``."""
         return self.data_dir / "spaces" / space_id
 
-    def _runtime_dir(self, runtime_id: str) -> Path:
+    def runtime_dir(self, runtime_id: str) -> Path:
+        """The runtime's folder: ``root/`` (its filesystem) and ``tmp/`` (scratch)."""
         return self.data_dir / "runtimes" / runtime_id
 
     def runtime_root(self, runtime_id: str) -> Path:
         """The directory that is ``/`` inside the runtime."""
-        return self._runtime_dir(runtime_id) / "root"
+        return self.runtime_dir(runtime_id) / "root"
 
     def scratch_dir(self) -> Path:
         """Where in-flight uploads are written (same filesystem as the blobs, so renames are atomic)."""
@@ -394,10 +151,10 @@ class EmulatorStore:
 
     def ensure_space(self, space_id: str) -> None:
         """Create the space ``space_id`` unless it exists."""
-        with self._lock:
+        with self.lock:
             if space_id in self._spaces:
                 return
-            space_dir = self._space_dir(space_id)
+            space_dir = self.space_dir(space_id)
             for sub in ("blobs", "files", "artifacts"):
                 (space_dir / sub).mkdir(parents=True, exist_ok=True)
             write_json_atomic(space_dir / "space.json", {"id": space_id, "createdAt": rfc3339(utc_now())})
@@ -405,7 +162,7 @@ class EmulatorStore:
 
     def get_space(self, space_id: str) -> str:
         """``space_id`` when it exists; 404 ``space.not_found`` otherwise."""
-        with self._lock:
+        with self.lock:
             if space_id not in self._spaces:
                 raise not_found("space.not_found", "No space with this id.", spaceId=space_id)
         return space_id
@@ -421,7 +178,7 @@ class EmulatorStore:
         """
         runtime_id = paths.validate_id(runtime_id, kind="runtimeId") if runtime_id else str(uuid.uuid4())
         space_id = paths.validate_id(space_id, kind="spaceId") if space_id else self.default_space_id
-        with self._lock:
+        with self.lock:
             if runtime_id in self._runtimes:
                 raise conflict("runtime.exists", "A runtime with this id exists.", runtimeId=runtime_id)
             self.ensure_space(space_id)
@@ -432,7 +189,7 @@ class EmulatorStore:
                 rfc3339(utc_now()),
                 RUNTIME_ACTIVE if active else RUNTIME_STOPPED,
             )
-            runtime_dir = self._runtime_dir(runtime_id)
+            runtime_dir = self.runtime_dir(runtime_id)
             (runtime_dir / "root" / paths.WORKSPACE).mkdir(parents=True, exist_ok=True)
             (runtime_dir / "tmp").mkdir(exist_ok=True)
             self._start_keys[runtime_id] = {}
@@ -442,7 +199,7 @@ class EmulatorStore:
     def _save_runtime(self, record: RuntimeRecord) -> None:
         """Persist ``record`` with its remembered start keys (caller holds the lock)."""
         data = {**record.to_json(), "idempotencyKeys": self._start_keys.get(record.id, {})}
-        write_json_atomic(self._runtime_dir(record.id) / "runtime.json", data)
+        write_json_atomic(self.runtime_dir(record.id) / "runtime.json", data)
         self._runtimes[record.id] = record
 
     def start_runtime(self, runtime_id: str, idempotency_key: str | None = None) -> RuntimeStart:
@@ -453,7 +210,7 @@ class EmulatorStore:
         - A start of an active runtime answers its active run with ``started`` false.
         - Otherwise a new run opens and the runtime becomes active.
         """
-        with self._lock:
+        with self.lock:
             runtime = self.get_runtime(runtime_id)
             keys = self._start_keys.setdefault(runtime_id, {})
             if idempotency_key is not None and idempotency_key in keys:
@@ -475,7 +232,7 @@ class EmulatorStore:
         The runtime's files stay (the emulator keeps its filesystem), but file operations answer 409
         until it is started again. Returns the stopped record (``run_id`` is the run that ended).
         """
-        with self._lock:
+        with self.lock:
             runtime = self.require_active(self.get_runtime(runtime_id))
             stopped = dataclasses.replace(runtime, status=RUNTIME_STOPPED)
             self._save_runtime(stopped)
@@ -495,7 +252,7 @@ class EmulatorStore:
 
     def get_runtime(self, runtime_id: str) -> RuntimeRecord:
         """The runtime ``runtime_id``; 404 ``runtime.not_found`` otherwise."""
-        with self._lock:
+        with self.lock:
             record = self._runtimes.get(runtime_id)
         if record is None:
             raise not_found("runtime.not_found", "No runtime with this id.", runtimeId=runtime_id)
@@ -503,14 +260,14 @@ class EmulatorStore:
 
     def runtimes(self) -> list[RuntimeRecord]:
         """All runtimes, oldest first."""
-        with self._lock:
+        with self.lock:
             return sorted(self._runtimes.values(), key=lambda r: (r.created_at, r.id))
 
     # ---------------------------------------------------------------------------------- durable files
 
     def get_file(self, file_id: str) -> FileRecord:
         """The durable file ``file_id``; 404 ``file.not_found`` otherwise."""
-        with self._lock:
+        with self.lock:
             record = self._files.get(file_id)
         if record is None:
             raise not_found("file.not_found", "No file with this id.", fileId=file_id)
@@ -518,26 +275,27 @@ class EmulatorStore:
 
     def blob_path(self, record: FileRecord) -> Path:
         """Where the bytes of ``record`` live."""
-        return self._space_dir(record.space_id) / "blobs" / record.id
+        return self.space_dir(record.space_id) / "blobs" / record.id
 
     def files(self) -> list[FileRecord]:
         """The whole durable store, oldest first."""
-        with self._lock:
+        with self.lock:
             return sorted(self._files.values(), key=lambda f: (f.created_at, f.id))
 
     def artifacts(self) -> list[ArtifactRecord]:
         """All recorded artifacts, oldest first."""
-        with self._lock:
+        with self.lock:
             return sorted(self._artifacts.values(), key=lambda a: (a.created_at, a.id))
 
     def runtime_files(self, runtime_id: str) -> list[FileRecord]:
         """Durable files collected out of ``runtime_id``, in a stable order (for paging)."""
         self.get_runtime(runtime_id)
-        with self._lock:
+        with self.lock:
             found = [f for f in self._files.values() if f.runtime_id == runtime_id and f.source == "runtime"]
         return sorted(found, key=lambda f: (f.created_at, f.id))
 
-    def _check_path_free(self, space_id: str, path: str, field_name: str) -> None:
+    def check_path_free(self, space_id: str, path: str, field_name: str) -> None:
+        """409 ``storage_file.path_exists`` when ``path`` already names a file in the space."""
         if (space_id, path) in self._paths:
             raise conflict(
                 "storage_file.path_exists",
@@ -547,14 +305,14 @@ class EmulatorStore:
                 fileId=self._paths[(space_id, path)],
             )
 
-    def _store(self, record: FileRecord, tmp_path: Path) -> None:
+    def add_file(self, record: FileRecord, tmp_path: Path) -> None:
         """Move finished bytes into the store and persist the record (caller holds the lock)."""
-        self._check_path_free(record.space_id, record.path, "path")
+        self.check_path_free(record.space_id, record.path, "path")
         blob = self.blob_path(record)
         os.replace(tmp_path, blob)
         try:
             write_json_atomic(
-                self._space_dir(record.space_id) / "files" / f"{record.id}.json", record.to_json()
+                self.space_dir(record.space_id) / "files" / f"{record.id}.json", record.to_json()
             )
         except BaseException:
             blob.unlink(missing_ok=True)
@@ -562,241 +320,18 @@ class EmulatorStore:
         self._files[record.id] = record
         self._paths[(record.space_id, record.path)] = record.id
 
-    # ------------------------------------------------------------------------ runtime materialisation
-
-    def _materialise(self, runtime: RuntimeRecord, blob: Path, rel_path: str) -> None:
-        """Put the bytes of ``blob`` at ``/workspace/<rel_path>`` in ``runtime``."""
-        segments = [paths.WORKSPACE, *rel_path.split("/")]
-        root = self.runtime_root(runtime.id)
-        parent = paths.make_parents_inside(root, segments[:-1], field="runtimePath", shown=rel_path)
-        paths.place_file(
-            blob,
-            parent,
-            segments[-1],
-            self._runtime_dir(runtime.id) / "tmp",
-            field="runtimePath",
-            shown=rel_path,
+    def add_artifact(self, record: ArtifactRecord) -> None:
+        """Persist and register a run artifact (caller holds the lock)."""
+        write_json_atomic(
+            self.space_dir(record.space_id) / "artifacts" / f"{record.id}.json", record.to_json()
         )
-
-    def _staged(self, record: FileRecord, runtime: RuntimeRecord, name: str, rel_path: str) -> StagedFile:
-        return StagedFile(
-            file_id=record.id,
-            name=name,
-            runtime_id=runtime.id,
-            runtime_path=rel_path,
-            size_bytes=record.size_bytes,
-            expires_at=rfc3339(utc_now() + STAGED_LIFETIME),
-        )
-
-    def commit_upload(
-        self,
-        runtime_id: str,
-        upload: UploadedBytes,
-        *,
-        name: str | None,
-        runtime_path: str | None,
-        destination_path: str | None,
-        metadata: str | None,
-    ) -> StagedFile:
-        """Store an uploaded file once in the runtime's space and materialise it in the runtime.
-
-        Takes ownership of ``upload.tmp_path``: it is moved into the store or deleted, never left.
-        """
-        try:
-            runtime = self.require_active(self.get_runtime(runtime_id))
-            display = paths.validate_name(name if name is not None else self._default_name(upload.file_name))
-            rel_path = paths.workspace_path(runtime_path, display)
-            file_id = str(uuid.uuid4())
-            durable = paths.durable_path(
-                destination_path, display, f"uploads/{file_id}/{display}", field="destinationPath"
-            )
-            parsed_metadata = parse_metadata(metadata)
-            content_type = upload.content_type
-            if not content_type or content_type == "application/octet-stream":
-                content_type = guess_content_type(display)
-            record = FileRecord(
-                id=file_id,
-                space_id=runtime.space_id,
-                name=display,
-                path=durable,
-                content_type=content_type,
-                size_bytes=upload.size_bytes,
-                sha256=upload.sha256,
-                created_at=rfc3339(utc_now()),
-                source="upload",
-                runtime_id=runtime.id,
-                run_id=runtime.run_id,
-                metadata=parsed_metadata,
-            )
-            with self._lock:
-                self._check_path_free(runtime.space_id, durable, "destinationPath")
-                # Materialise first: if the workspace path is unusable nothing has been stored yet.
-                self._materialise(runtime, upload.tmp_path, rel_path)
-                self._store(record, upload.tmp_path)
-            return self._staged(record, runtime, display, rel_path)
-        finally:
-            upload.tmp_path.unlink(missing_ok=True)
-
-    @staticmethod
-    def _default_name(file_name: str | None) -> str:
-        # Some clients send a full client-side path as the filename; only its last segment is a name.
-        base = (file_name or "").replace("\\", "/").rsplit("/", 1)[-1]
-        return base or "file"
-
-    def stage(self, runtime_id: str, file_id: str, runtime_path: str | None, name: str | None) -> StagedFile:
-        """Materialise the durable file ``file_id`` in ``runtime_id`` (no new durable file)."""
-        record = self.get_file(file_id)
-        runtime = self.require_active(self.get_runtime(runtime_id))
-        display = paths.validate_name(name if name is not None else record.name)
-        rel_path = paths.workspace_path(runtime_path, display)
-        blob = self.blob_path(record)
-        if not blob.is_file():
-            raise not_found("file.not_found", "The file's bytes are gone from the store.", fileId=file_id)
-        with self._lock:
-            self._materialise(runtime, blob, rel_path)
-        return self._staged(record, runtime, display, rel_path)
-
-    # ------------------------------------------------------------------------------------- collect
-
-    def resolve_runtime_file(self, runtime_id: str, path: str, *, field_name: str = "path") -> str:
-        """The real path of an existing regular file at runtime path ``path``; 404 when there is none."""
-        segments = paths.runtime_location(path, field=field_name)
-        real = paths.resolve_inside(self.runtime_root(runtime_id), segments, field=field_name, shown=path)
-        try:
-            info = os.stat(real)
-        except OSError:
-            raise not_found(
-                "runtime_file.not_found", "No file at this path in the runtime.", path=path
-            ) from None
-        if not stat.S_ISREG(info.st_mode):
-            raise not_found(
-                "runtime_file.not_found", "The path in the runtime is not a regular file.", path=path
-            )
-        return real
-
-    def collect(
-        self,
-        space_id: str,
-        runtime_id: str,
-        path: str,
-        *,
-        storage_path: str | None,
-        name: str | None,
-        artifact: dict[str, Any] | None,
-    ) -> tuple[FileRecord, ArtifactRecord | None]:
-        """Copy a runtime file into the space's store; optionally record it as a run artifact."""
-        self.get_space(space_id)
-        runtime = self.get_runtime(runtime_id)
-        if runtime.space_id != space_id:
-            raise not_found(
-                "runtime.not_found", "No runtime with this id in this space.", runtimeId=runtime_id
-            )
-        self.require_active(runtime)
-        if name is not None:
-            paths.validate_name(name)
-        real = self.resolve_runtime_file(runtime_id, path)
-        display = name if name is not None else paths.validate_name(os.path.basename(real))
-        file_id = str(uuid.uuid4())
-        durable = paths.durable_path(
-            storage_path, display, f"collected/{file_id}/{display}", field="storagePath"
-        )
-        with self._lock:
-            self._check_path_free(space_id, durable, "storagePath")
-        tmp = self.scratch_dir() / f"collect-{file_id}"
-        hasher = hashlib.sha256()
-        try:
-            try:
-                # O_NOFOLLOW: the path was resolved and checked above; a symlink swapped in since then
-                # is refused instead of followed. O_NONBLOCK: never hang on a FIFO.
-                fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-            except OSError:
-                raise not_found(
-                    "runtime_file.not_found", "The runtime file cannot be opened.", path=path
-                ) from None
-            try:
-                if not stat.S_ISREG(os.fstat(fd).st_mode):
-                    raise not_found("runtime_file.not_found", "The path is not a regular file.", path=path)
-                size = paths.copy_stream(fd, tmp, hasher)
-            finally:
-                os.close(fd)
-            now = rfc3339(utc_now())
-            record = FileRecord(
-                id=file_id,
-                space_id=space_id,
-                name=display,
-                path=durable,
-                content_type=guess_content_type(display),
-                size_bytes=size,
-                sha256=hasher.hexdigest(),
-                created_at=now,
-                source="runtime",
-                runtime_id=runtime.id,
-                run_id=runtime.run_id,
-            )
-            recorded: ArtifactRecord | None = None
-            with self._lock:
-                self._check_path_free(space_id, durable, "storagePath")
-                self._store(record, tmp)
-                if artifact is not None:
-                    recorded = ArtifactRecord(
-                        id=str(uuid.uuid4()),
-                        file_id=file_id,
-                        space_id=space_id,
-                        run_id=str(runtime.run_id),  # the active run: collect checked it is active
-                        runtime_id=runtime.id,
-                        kind=artifact.get("kind") or "file",
-                        name=artifact.get("name") or display,
-                        size_bytes=size,
-                        created_at=now,
-                        metadata=artifact.get("metadata"),
-                    )
-                    write_json_atomic(
-                        self._space_dir(space_id) / "artifacts" / f"{recorded.id}.json", recorded.to_json()
-                    )
-                    self._artifacts[recorded.id] = recorded
-            return record, recorded
-        finally:
-            tmp.unlink(missing_ok=True)
+        self._artifacts[record.id] = record
 
     # ------------------------------------------------------------------- control API: runtime files
-
-    def put_runtime_file(self, runtime_id: str, path: str, tmp_path: Path) -> tuple[str, int]:
-        """Move ``tmp_path`` to runtime path ``path`` as if the browser wrote it; (absolute path, size)."""
-        try:
-            self.get_runtime(runtime_id)
-            segments = paths.runtime_location(path)
-            if not segments:
-                raise invalid("'path' must name a file.", code="runtime_file.path_invalid", path=path)
-            root = self.runtime_root(runtime_id)
-            with self._lock:
-                parent = paths.make_parents_inside(root, segments[:-1], field="path", shown=path)
-                target = os.path.join(parent, segments[-1])
-                if os.path.isdir(target) and not os.path.islink(target):
-                    raise conflict("runtime_file.path_conflict", "'path' names a directory.", path=path)
-                size = tmp_path.stat().st_size
-                os.replace(tmp_path, target)
-            return "/" + "/".join(segments), size
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp_path.unlink()
 
     def runtime_scratch(self, runtime_id: str) -> Path:
         """Scratch directory next to a runtime's root (same filesystem, invisible inside the runtime)."""
         self.get_runtime(runtime_id)
-        scratch = self._runtime_dir(runtime_id) / "tmp"
+        scratch = self.runtime_dir(runtime_id) / "tmp"
         scratch.mkdir(exist_ok=True)
         return scratch
-
-
-__all__ = [
-    "ArtifactRecord",
-    "EmulatorStore",
-    "FileRecord",
-    "RuntimeRecord",
-    "RuntimeStart",
-    "StagedFile",
-    "UploadedBytes",
-    "decode_cursor",
-    "encode_cursor",
-    "rfc3339",
-]

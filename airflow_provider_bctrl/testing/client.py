@@ -26,14 +26,14 @@ import argparse
 import json
 import os
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from airflow_provider_bctrl.testing._emulator_faults import FAULT_ROUTES
+from airflow_provider_bctrl.testing._wait import poll
 
 __all__ = ["EmulatorClient", "EmulatorClientError", "default_url", "main"]
 
@@ -48,6 +48,8 @@ API_KEY_ENV = "BCTRL_EMULATOR_API_KEY"
 DEFAULT_API_KEY = "bctrl_emulator_key"
 #: Seconds a control call may wait for the emulator (it answers at once unless it is busy).
 DEFAULT_TIMEOUT = 30.0
+#: Seconds one health check may wait: a probe, repeated by wait_until_healthy.
+_HEALTH_TIMEOUT = 5.0
 
 
 class EmulatorClientError(RuntimeError):
@@ -79,7 +81,13 @@ class EmulatorClient:
         (the control API needs none). Default: ``$BCTRL_EMULATOR_API_KEY``, else the emulator's
         built-in key.
     :param timeout: seconds each call may wait for an answer.
+
+    :class:`~airflow_provider_bctrl.testing.emulator.BctrlEmulator` inherits every method from here,
+    aimed at the server it started.
     """
+
+    #: What a failed call raises (BctrlEmulator raises its subclass, ``EmulatorError``).
+    _error: ClassVar[type[EmulatorClientError]] = EmulatorClientError
 
     def __init__(
         self, base_url: str | None = None, *, api_key: str | None = None, timeout: float = DEFAULT_TIMEOUT
@@ -93,8 +101,7 @@ class EmulatorClient:
         self.base_url = url
         self.api_key = api_key or os.environ.get(API_KEY_ENV) or DEFAULT_API_KEY
         self.timeout = timeout
-        # No proxies from the environment: the emulator is local, and a proxy would only get in the way.
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        self._opener = direct_opener()
 
     def __repr__(self) -> str:
         return f"<EmulatorClient {self.base_url}>"
@@ -110,6 +117,7 @@ class EmulatorClient:
         body: bytes | None = None,
         json_body: Any = None,
         expect: Sequence[int] = (200,),
+        timeout: float | None = None,
     ) -> bytes:
         url = f"{self.base_url}{path}"
         if query:
@@ -122,20 +130,18 @@ class EmulatorClient:
             headers["Content-Type"] = "application/octet-stream"
         request = urllib.request.Request(url, data=body, method=method, headers=headers)  # noqa: S310
         try:
-            with self._opener.open(request, timeout=self.timeout) as response:
+            with self._opener.open(request, timeout=timeout or self.timeout) as response:
                 status, data = response.status, response.read()
         except urllib.error.HTTPError as exc:
             status, data = exc.code, exc.read()
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise EmulatorClientError(
+            raise self._error(
                 f"Cannot reach the BCTRL emulator at {self.base_url} ({reason}). Is it running? "
                 "Start it with `make emulator` or `python -m airflow_provider_bctrl.testing.emulator`."
             ) from None
         if status not in expect:
-            raise EmulatorClientError(
-                f"{method} {path} answered {status}: {_error_text(data)}", status=status
-            )
+            raise self._error(f"{method} {path} answered {status}: {_error_text(data)}", status=status)
         return data
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -143,13 +149,13 @@ class EmulatorClient:
         try:
             return json.loads(data)
         except ValueError:
-            raise EmulatorClientError(f"{method} {path} did not answer JSON: {data[:200]!r}") from None
+            raise self._error(f"{method} {path} did not answer JSON: {data[:200]!r}") from None
 
     def _data(self, path: str) -> list[dict[str, Any]]:
         document = self._json("GET", path)
         data = document.get("data") if isinstance(document, dict) else None
         if not isinstance(data, list):
-            raise EmulatorClientError(f"GET {path} answered without a 'data' list.")
+            raise self._error(f"GET {path} answered without a 'data' list.")
         return data
 
     # ------------------------------------------------------------------------------- the server
@@ -157,7 +163,7 @@ class EmulatorClient:
     def health(self) -> bool:
         """Whether the emulator answers its health check (``False`` when it cannot be reached)."""
         try:
-            document = self._json("GET", "/_emulator/health")
+            document = self._json("GET", "/_emulator/health", timeout=min(self.timeout, _HEALTH_TIMEOUT))
         except EmulatorClientError:
             return False
         return isinstance(document, dict) and document.get("status") == "ok"
@@ -167,14 +173,12 @@ class EmulatorClient:
 
         :raises EmulatorClientError: when it has not answered in time.
         """
-        deadline = time.monotonic() + timeout
-        for _ in range(max(1, int(timeout / interval) + 1)):
-            if self.health():
-                return
-            if time.monotonic() >= deadline:
-                break
-            time.sleep(interval)
-        raise EmulatorClientError(f"The BCTRL emulator at {self.base_url} did not answer within {timeout} s.")
+        try:
+            poll("the emulator", lambda: self.health() or None, timeout=timeout, interval=interval)
+        except TimeoutError:
+            raise self._error(
+                f"The BCTRL emulator at {self.base_url} did not answer within {timeout} s."
+            ) from None
 
     def info(self) -> dict[str, Any]:
         """``{"defaultSpaceId", "dataDir"}`` of the running emulator."""
@@ -215,6 +219,13 @@ class EmulatorClient:
     def runtimes(self) -> list[dict[str, Any]]:
         """Every runtime the emulator knows."""
         return self._data("/_emulator/runtimes")
+
+    def runtime(self, runtime_id: str) -> dict[str, Any]:
+        """One runtime's record: ``runtimeId``, ``spaceId``, ``status``, ``runId``, ``activeRunId``."""
+        for record in self.runtimes():
+            if record["runtimeId"] == runtime_id:
+                return dict(record)
+        raise self._error(f"No runtime {runtime_id!r} in the emulator.", status=404)
 
     def write_runtime_file(self, runtime_id: str, path: str, data: bytes | str) -> dict[str, Any]:
         """Put ``data`` at ``path`` inside a runtime, as if the browser had produced it.
@@ -314,6 +325,11 @@ class EmulatorClient:
     def clear_requests_log(self) -> None:
         """Forget the recorded requests."""
         self._call("DELETE", "/_emulator/requests", expect=(204,))
+
+
+def direct_opener() -> urllib.request.OpenerDirector:
+    """A urllib opener that ignores proxies from the environment: the emulator is local."""
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def _segment(value: str) -> str:

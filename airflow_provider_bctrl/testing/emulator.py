@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import os
 import re
@@ -31,23 +30,17 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import requests
 import uvicorn
 
-from airflow_provider_bctrl.testing._emulator_app import (
-    API_KEY_ENV,
-    DEFAULT_API_KEY,
-    ConnectionRegistry,
-    EmulatorApp,
-    create_app,
-    tracking_protocol,
-)
+from airflow_provider_bctrl.testing._emulator_app import API_KEY_ENV, DEFAULT_API_KEY, EmulatorApp, create_app
+from airflow_provider_bctrl.testing._emulator_connections import ConnectionRegistry, tracking_protocol
+from airflow_provider_bctrl.testing._wait import poll
+from airflow_provider_bctrl.testing.client import EmulatorClient, EmulatorClientError, direct_opener
 
 __all__ = ["BctrlEmulator", "EmulatorError", "create_app", "main"]
 
@@ -59,14 +52,14 @@ DEFAULT_PORT = 8787
 READY_LINE = "BCTRL emulator listening on {url} (space {space_id})"
 _READY_PATTERN = re.compile(r"BCTRL emulator listening on (?P<url>http://\S+) \(space (?P<space>[^)]+)\)")
 
-#: Timeouts of the helper methods' control-API calls: (connect, read).
-_CONTROL_TIMEOUT = (5.0, 60.0)
+#: Seconds a control-API call may wait for the server.
+_CONTROL_TIMEOUT = 60.0
 #: How long stop() waits for a graceful shutdown before forcing it.
 _STOP_GRACE_SECONDS = 10.0
 _POLL_INTERVAL = 0.05
 
 
-class EmulatorError(RuntimeError):
+class EmulatorError(EmulatorClientError):
     """The emulator failed to start, or a control-API call was answered with an error."""
 
 
@@ -149,8 +142,12 @@ def _server_config(
 # ------------------------------------------------------------------------------------ the handle
 
 
-class BctrlEmulator:
+class BctrlEmulator(EmulatorClient):
     """A running local BCTRL emulator, in this process or in a child process.
+
+    Its control methods (``create_runtime``, ``write_runtime_file``, ``stored_files``, ``add_fault``,
+    ``requests_log``, ...) are :class:`~airflow_provider_bctrl.testing.client.EmulatorClient`'s, aimed
+    at the server it started; they raise :class:`EmulatorError`.
 
     :param api_key: the Bearer key the emulator accepts.
     :param data_dir: state directory; reused if it exists (a restart keeps files, runtimes and the
@@ -165,6 +162,8 @@ class BctrlEmulator:
 
     Use it as a context manager, or call :meth:`start` and :meth:`stop`.
     """
+
+    _error = EmulatorError
 
     def __init__(
         self,
@@ -192,7 +191,10 @@ class BctrlEmulator:
         self.startup_timeout = startup_timeout
         self.url = ""
         self.pid: int | None = None
-        self._session: requests.Session | None = None
+        # The client's state: base_url is the server's url once start() knows it.
+        self.base_url = ""
+        self.timeout = _CONTROL_TIMEOUT
+        self._opener = direct_opener()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None
@@ -210,14 +212,12 @@ class BctrlEmulator:
         """Start the server and wait until it answers; returns ``self``."""
         if self._started:
             return self
-        self._session = requests.Session()
-        # Never route loopback calls through a proxy from the environment.
-        self._session.trust_env = False
         try:
             if self.in_process:
                 self._start_thread()
             else:
                 self._start_process()
+            self.base_url = self.url
             self._wait_healthy()
         except BaseException:
             self.stop()
@@ -273,22 +273,24 @@ class BctrlEmulator:
                 start_new_session=True,
             )
         self.pid = self._process.pid
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            match = _READY_PATTERN.search(stdout_path.read_text(encoding="utf-8", errors="replace"))
-            if match:
-                self.url = match.group("url")
-                self.space_id = match.group("space")
-                return
-            if self._process.poll() is not None:
+        process = self._process
+
+        def ready() -> re.Match[str] | None:
+            if process.poll() is not None:
                 raise EmulatorError(
-                    f"The emulator process exited with code {self._process.returncode} before it was ready.\n"
+                    f"The emulator process exited with code {process.returncode} before it was ready.\n"
                     f"{self._stderr_tail()}"
                 )
-            time.sleep(_POLL_INTERVAL)
-        raise EmulatorError(
-            f"The emulator process did not report ready within {self.startup_timeout}s.\n{self._stderr_tail()}"
-        )
+            return _READY_PATTERN.search(stdout_path.read_text(encoding="utf-8", errors="replace"))
+
+        try:
+            match = poll("the ready line", ready, timeout=self.startup_timeout, interval=_POLL_INTERVAL)
+        except TimeoutError:
+            raise EmulatorError(
+                f"The emulator process did not report ready within {self.startup_timeout}s.\n{self._stderr_tail()}"
+            ) from None
+        self.url = match.group("url")
+        self.space_id = match.group("space")
 
     def _stderr_tail(self, chars: int = 4000) -> str:
         if self._log_dir is None:
@@ -300,27 +302,20 @@ class BctrlEmulator:
         return f"--- emulator stderr (last {chars} chars) ---\n{text[-chars:]}"
 
     def _wait_healthy(self) -> None:
-        assert self._session is not None
-        deadline = time.monotonic() + self.startup_timeout
-        last_error: Exception | None = None
-        for _ in range(max(1, int(self.startup_timeout / _POLL_INTERVAL) + 1)):
+        def healthy() -> bool | None:
             if self._thread is not None and not self._thread.is_alive():
                 raise EmulatorError("The emulator server thread stopped during start-up (see the log).")
             if self._process is not None and self._process.poll() is not None:
                 raise EmulatorError(f"The emulator process exited during start-up.\n{self._stderr_tail()}")
-            try:
-                response = self._session.get(f"{self.url}/_emulator/health", timeout=(1.0, 2.0))
-                if response.status_code == 200 and response.json().get("status") == "ok":
-                    return
-            except (requests.RequestException, ValueError) as exc:
-                last_error = exc
-            if time.monotonic() >= deadline:
-                break
-            time.sleep(_POLL_INTERVAL)
-        raise EmulatorError(
-            f"The emulator at {self.url} did not become healthy within {self.startup_timeout}s "
-            f"(last error: {last_error}).\n{self._stderr_tail()}"
-        )
+            return self.health() or None
+
+        try:
+            poll("a healthy emulator", healthy, timeout=self.startup_timeout, interval=_POLL_INTERVAL)
+        except TimeoutError:
+            raise EmulatorError(
+                f"The emulator at {self.url} did not become healthy within {self.startup_timeout}s.\n"
+                f"{self._stderr_tail()}"
+            ) from None
 
     def stop(self) -> None:
         """Stop the server; safe to call more than once and after a failed start."""
@@ -343,9 +338,6 @@ class BctrlEmulator:
         if self._process is not None:
             _terminate_group(self._process)
             self._process = None
-        if self._session is not None:
-            self._session.close()
-            self._session = None
         if self._log_dir is not None:
             shutil.rmtree(self._log_dir, ignore_errors=True)
             self._log_dir = None
@@ -361,131 +353,10 @@ class BctrlEmulator:
     ) -> None:
         self.stop()
 
-    # ------------------------------------------------------------------------- control API calls
-
-    def _call(
-        self, method: str, path: str, *, expect: Iterable[int] = (200,), **kwargs: Any
-    ) -> requests.Response:
-        if self._session is None:
+    def _call(self, method: str, path: str, **kwargs: Any) -> bytes:
+        if self._server is None and self._process is None:
             raise EmulatorError("The emulator is not running; call start() first.")
-        response = self._session.request(method, f"{self.url}{path}", timeout=_CONTROL_TIMEOUT, **kwargs)
-        if response.status_code not in tuple(expect):
-            raise EmulatorError(f"{method} {path} answered {response.status_code}: {response.text[:500]}")
-        return response
-
-    def create_runtime(
-        self, runtime_id: str | None = None, space_id: str | None = None, *, active: bool = True
-    ) -> str:
-        """Create a runtime (in the default space unless ``space_id``; a new space is created); its id.
-
-        It is created active, with a run, as if someone had started it; ``active=False`` creates it
-        stopped, for a DAG that starts it with ``BctrlStartRuntimeOperator``.
-        """
-        body: dict[str, Any] = {
-            key: value for key, value in (("runtimeId", runtime_id), ("spaceId", space_id)) if value
-        }
-        body["status"] = "active" if active else "stopped"
-        return str(self._call("POST", "/_emulator/runtimes", json=body, expect=(201,)).json()["runtimeId"])
-
-    def runtime(self, runtime_id: str) -> dict[str, Any]:
-        """The control API's record of a runtime: ``runtimeId, spaceId, status, runId, activeRunId``."""
-        for record in self._call("GET", "/_emulator/runtimes").json()["data"]:
-            if record["runtimeId"] == runtime_id:
-                return dict(record)
-        raise EmulatorError(f"No runtime {runtime_id!r} in the emulator.")
-
-    def write_runtime_file_later(
-        self, runtime_id: str, path: str, data: bytes, *, delay_seconds: float
-    ) -> dict[str, Any]:
-        """Make ``data`` appear at ``path`` in a runtime ``delay_seconds`` from now (a browser finishing).
-
-        Returns at once with ``{"path", "sizeBytes", "delaySeconds"}``; the file lands later.
-        """
-        response = self._call(
-            "POST",
-            f"/_emulator/runtimes/{runtime_id}/fs/later",
-            params={"path": path, "delay": str(delay_seconds)},
-            data=data,
-            expect=(202,),
-        )
-        result: dict[str, Any] = response.json()
-        return result
-
-    def write_runtime_file(self, runtime_id: str, path: str, data: bytes) -> dict[str, Any]:
-        """Write ``data`` at ``path`` in a runtime, as if the browser produced it.
-
-        ``path`` is absolute inside the runtime (``/tmp/out.json``) or relative to ``/workspace``.
-        Returns ``{"path", "sizeBytes"}``.
-        """
-        response = self._call(
-            "PUT", f"/_emulator/runtimes/{runtime_id}/fs", params={"path": path}, data=data, expect=(201,)
-        )
-        result: dict[str, Any] = response.json()
-        return result
-
-    def read_runtime_file(self, runtime_id: str, path: str) -> bytes:
-        """The bytes at ``path`` in a runtime (``EmulatorError`` when there is no such file)."""
-        return self._call("GET", f"/_emulator/runtimes/{runtime_id}/fs", params={"path": path}).content
-
-    def stored_files(self) -> list[dict[str, Any]]:
-        """Every durable file: ``id, name, path, spaceId, sizeBytes, sha256, source`` (and more)."""
-        data: list[dict[str, Any]] = self._call("GET", "/_emulator/files").json()["data"]
-        return data
-
-    def artifacts(self) -> list[dict[str, Any]]:
-        """Every run artifact recorded by collect."""
-        data: list[dict[str, Any]] = self._call("GET", "/_emulator/artifacts").json()["data"]
-        return data
-
-    def add_fault(
-        self,
-        route: str,
-        count: int = 1,
-        *,
-        status: int | None = None,
-        retry_after: str | None = None,
-        delay_seconds: float | None = None,
-        drop: bool = False,
-        after: str = "request",
-    ) -> None:
-        """Queue a fault for the next ``count`` /v1 requests to ``route`` (see docs/emulator.md).
-
-        :param route: ``upload``, ``collect``, ``stage``, ``whoami``, ``content``, ``file``, ``list``,
-            ``start``, ``stop``, ``runtime`` or ``*``.
-        :param status: answer this HTTP error status with the error envelope.
-        :param retry_after: ``Retry-After`` header value sent with ``status``.
-        :param delay_seconds: wait this long first (alone: a slow but normal response).
-        :param drop: reset the connection without an HTTP response.
-        :param after: ``"request"`` (fail before acting) or ``"processing"`` (act fully, then fail).
-        """
-        body: dict[str, Any] = {"route": route, "count": count, "drop": drop, "after": after}
-        if status is not None:
-            body["status"] = status
-        if retry_after is not None:
-            body["retryAfter"] = retry_after
-        if delay_seconds is not None:
-            body["delaySeconds"] = delay_seconds
-        self._call("POST", "/_emulator/faults", json=body, expect=(201,))
-
-    def clear_faults(self) -> None:
-        """Drop every pending fault."""
-        self._call("DELETE", "/_emulator/faults", expect=(204,))
-
-    def requests_log(self) -> list[dict[str, Any]]:
-        """The /v1 requests the emulator received, oldest first (never their Authorization header)."""
-        data: list[dict[str, Any]] = self._call("GET", "/_emulator/requests").json()["data"]
-        return data
-
-    def clear_requests_log(self) -> None:
-        """Forget the recorded requests."""
-        self._call("DELETE", "/_emulator/requests", expect=(204,))
-
-    def airflow_connection_json(self, conn_id_extra: dict[str, Any] | None = None) -> str:
-        """JSON for ``AIRFLOW_CONN_<ID>`` pointing at this emulator (``extra`` only when given)."""
-        connection: dict[str, Any] = {"conn_type": "bctrl", "host": self.url, "password": self.api_key}
-        if conn_id_extra is not None:
-            connection["extra"] = conn_id_extra
-        return json.dumps(connection)
+        return super()._call(method, path, **kwargs)
 
 
 def _terminate_group(process: subprocess.Popen[bytes]) -> None:

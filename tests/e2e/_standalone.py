@@ -9,53 +9,30 @@ when it runs in the background), then SIGKILL after a bounded wait.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import requests
+from _airflow_env import airflow_env
+
+from airflow_provider_bctrl.testing._wait import airflow_healthy, free_port, poll, session_members, wait_gone
 
 AIRFLOW_BIN = str(Path(sys.executable).with_name("airflow"))
 #: How long the deployment may take to answer, and to stop, on 2 busy cores.
 START_TIMEOUT = 120.0
 STOP_GRACE = 30.0
-
-T = TypeVar("T")
-
-
-def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def poll(
-    what: str,
-    probe: Callable[[], T | None],
-    *,
-    timeout: float,
-    interval: float = 1.0,
-    context: Callable[[], str],
-) -> T:
-    """Call ``probe`` until it returns something other than None; bounded in tries and time."""
-    started = time.monotonic()
-    for _ in range(int(timeout / interval) + 1):
-        result = probe()
-        if result is not None:
-            return result
-        if time.monotonic() - started > timeout:
-            break
-        time.sleep(interval)
-    raise AssertionError(f"Timed out after {timeout:g} s waiting for {what}.\n{context()}")
+#: How long the first parse of a DAG may take after the deployment is healthy.
+DAG_PARSE_TIMEOUT = 90.0
+#: The emulator's key in the shared deployment (tests grep the deployment's logs for it).
+STANDALONE_KEY = "bctrl_standalone_Gg8secretNn36"
 
 
 @dataclass
@@ -91,19 +68,58 @@ class Standalone:
         )
         self.session.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
 
+    def wait_for_dag(self, dag_id: str, timeout: float = DAG_PARSE_TIMEOUT) -> dict[str, Any]:
+        """Wait until the dag-processor has parsed ``dag_id``; its ``/dags/<id>`` record."""
+
+        def loaded() -> dict[str, Any] | None:
+            response = self.session.get(f"{self.url}/api/v2/dags/{dag_id}", timeout=(5, 30))
+            return response.json() if response.status_code == 200 else None
+
+        def import_errors() -> str:
+            errors = self.api("GET", "/importErrors")
+            return json.dumps(errors, indent=1)[:4000] + "\n" + self.log_tail()
+
+        return poll(
+            f"DAG {dag_id} to be parsed", loaded, timeout=timeout, interval=1.0, context=import_errors
+        )
+
+    def trigger(self, dag_id: str, **body: Any) -> str:
+        """Unpause ``dag_id`` (new DAGs start paused) and trigger a run with ``body``; its run id."""
+        assert self.api("PATCH", f"/dags/{dag_id}", json={"is_paused": False})["is_paused"] is False
+        return str(self.api("POST", f"/dags/{dag_id}/dagRuns", json=body)["dag_run_id"])
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, Any]:
+        """``{task_id: state}`` of a run."""
+        tis = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
+        return {ti["task_id"]: ti["state"] for ti in tis}
+
+    def wait_for_run(
+        self, dag_id: str, run_id: str, *, timeout: float, on_poll: Callable[[], None] | None = None
+    ) -> dict[str, Any]:
+        """Wait until a run is ``success`` or ``failed``; its record. ``on_poll`` runs before each look."""
+
+        def finished() -> dict[str, Any] | None:
+            if on_poll is not None:
+                on_poll()
+            current = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}")
+            return current if current["state"] in ("success", "failed") else None
+
+        def states() -> str:
+            return f"task states: {self.task_states(dag_id, run_id)}\n{self.log_tail()}"
+
+        started = time.monotonic()
+        final = poll(f"run {run_id} to finish", finished, timeout=timeout, interval=1.0, context=states)
+        print(
+            f"run {run_id} finished ({final['state']}) {time.monotonic() - started:.1f} s after the trigger"
+        )
+        return final
+
 
 def standalone_env(home: Path, port: int, dags_folder: Path, extra: Mapping[str, str]) -> dict[str, str]:
     """The environment of the deployment: isolated home, loopback API, LocalExecutor, 4 task slots."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "AIRFLOW_VAR_"))
-    }
-    env.update(
-        AIRFLOW_HOME=str(home),
-        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home / 'airflow.db'}",
-        AIRFLOW__CORE__DAGS_FOLDER=str(dags_folder),
-        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+    env = airflow_env(
+        home,
+        dags_folder,
         AIRFLOW__CORE__EXECUTOR="LocalExecutor",
         # Without this LocalExecutor starts 32 idle workers.
         AIRFLOW__CORE__PARALLELISM="4",
@@ -115,7 +131,6 @@ def standalone_env(home: Path, port: int, dags_folder: Path, extra: Mapping[str,
         AIRFLOW__API__BASE_URL=f"http://127.0.0.1:{port}",
         # Only runs the test triggers: unpausing a @daily DAG must not add a scheduled run.
         AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE="False",
-        PYTHONUNBUFFERED="1",
         NO_COLOR="1",
     )
     # standalone starts its components as `airflow ...` from PATH: make that this venv's airflow.
@@ -152,17 +167,7 @@ def run_standalone(home: Path, dags_folder: Path, extra_env: Mapping[str, str]) 
                 raise AssertionError(
                     f"An airflow standalone component failed to start.\n{deployment.log_tail()}"
                 )
-            try:
-                response = requests.get(f"{deployment.url}/api/v2/monitor/health", timeout=(1, 5))
-            except requests.RequestException:
-                return None
-            if response.status_code != 200:
-                return None
-            health = response.json()
-            parts = ("metadatabase", "scheduler", "triggerer", "dag_processor")
-            if all((health.get(part) or {}).get("status") == "healthy" for part in parts):
-                return True
-            return None
+            return True if airflow_healthy(deployment.url) else None
 
         started = time.monotonic()
         poll("a healthy deployment", healthy, timeout=START_TIMEOUT, context=deployment.log_tail)
@@ -179,40 +184,19 @@ def run_standalone(home: Path, dags_folder: Path, extra_env: Mapping[str, str]) 
 
 
 def stop_group(process: subprocess.Popen[bytes], grace: float = STOP_GRACE) -> None:
-    """SIGTERM the process group, wait up to ``grace`` seconds, then SIGKILL whatever is left."""
+    """SIGTERM the process group, wait up to ``grace`` seconds, then SIGKILL whatever is left of its session."""
     pgid = process.pid
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGTERM)
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=grace)
-    _wait_group_gone(pgid, grace)
-    # Children (task workers, api-server workers) may outlive the leader; the group goes with it.
+    wait_gone(pgid, grace)
+    # Children (task workers, api-server workers) may outlive the leader; what it started goes with it.
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
+    for member in session_members(pgid):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(int(member.split()[0]), signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=10)
-    _wait_group_gone(pgid, 10)
-
-
-def group_members(pgid: int) -> list[str]:
-    """Live (not zombie) processes of a process group, as ``"pid state command"`` lines (Linux /proc)."""
-    members = []
-    for stat_path in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            stat = stat_path.read_text()
-        except OSError:
-            continue
-        # Fields after the command (which may hold spaces) start after its closing parenthesis.
-        command, _, rest = stat.rpartition(")")
-        fields = rest.split()
-        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(f"{stat_path.parent.name} {fields[0]} {command.partition('(')[2]}")
-    return members
-
-
-def _wait_group_gone(pgid: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    for _ in range(int(timeout / 0.2) + 1):
-        if not group_members(pgid) or time.monotonic() > deadline:
-            return
-        time.sleep(0.2)
+    wait_gone(pgid, 10)

@@ -2,18 +2,22 @@
 
 The Airflow environment (home, SQLite file, dags folder = ``example_dags/``) is set in
 ``tests/conftest.py`` before airflow is imported; here the metadata DB is created once per session.
+The ``deployment`` tests share one real ``airflow standalone`` (``standalone``), started on first use.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _standalone import STANDALONE_KEY, Standalone, run_standalone
 from dagrun_helpers import DagRunResult, collect_run
 
+from airflow_provider_bctrl.testing._wait import session_members
+from airflow_provider_bctrl.testing.emulator import BctrlEmulator
 from airflow_provider_bctrl.version_compat import AIRFLOW_V_3_1_PLUS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -120,3 +124,34 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                     "(2.11 DAG runs: test_external_dag_cli.py)",
                 )
             )
+
+
+# ------------------------------------------------------------------ one real deployment per session
+
+
+@pytest.fixture(scope="session")
+def standalone_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BctrlEmulator]:
+    """The emulator in a child process of its own, as a deployment would reach a separate service."""
+    with BctrlEmulator(
+        api_key=STANDALONE_KEY, data_dir=tmp_path_factory.mktemp("standalone-emulator"), in_process=False
+    ) as emu:
+        yield emu
+
+
+@pytest.fixture(scope="session")
+def standalone(
+    standalone_emulator: BctrlEmulator, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Standalone]:
+    """One ``airflow standalone`` (scheduler, LocalExecutor, dag-processor, triggerer, api-server) for
+    every ``deployment`` test, with the example DAGs and the emulator as ``bctrl_default``.
+
+    Shared because a bring-up costs a minute on two busy cores; tests keep apart by DAG and run id.
+    """
+    with run_standalone(
+        tmp_path_factory.mktemp("standalone-home"),
+        EXAMPLE_DAGS,
+        {"AIRFLOW_CONN_BCTRL_DEFAULT": standalone_emulator.airflow_connection_json()},
+    ) as running:
+        yield running
+    left = session_members(running.process.pid)
+    assert not left, f"airflow standalone left processes behind: {left}"

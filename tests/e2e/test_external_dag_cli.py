@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import subprocess
 import sys
@@ -21,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+from _airflow_env import airflow_env
 
 from airflow_provider_bctrl.testing.emulator import BctrlEmulator
 
@@ -75,17 +75,12 @@ USER_DAG = textwrap.dedent(
 
 
 def _airflow_env(home: Path, dags: Path, emulator: BctrlEmulator) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_"))}
-    env.update(
-        AIRFLOW_HOME=str(home),
-        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home / 'airflow.db'}",
-        AIRFLOW__CORE__DAGS_FOLDER=str(dags),
-        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+    return airflow_env(
+        home,
+        dags,
         AIRFLOW__LOGGING__LOGGING_LEVEL="DEBUG",
         AIRFLOW_CONN_BCTRL_DEFAULT=emulator.airflow_connection_json(),
-        PYTHONUNBUFFERED="1",
     )
-    return env
 
 
 def _run(args: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:

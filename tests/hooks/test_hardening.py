@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from _loopback import HttpRecorder, LoopbackServer
+from _loopback import HttpRecorder, LoopbackServer, read_request
 
 from airflow_provider_bctrl.exceptions import (
     BctrlApiError,
@@ -63,28 +63,6 @@ def serve(
     yield start
     for recorder in started:
         recorder.close()
-
-
-def _read_request(conn: socket.socket) -> None:
-    """Read one request (head and Content-Length body) from a raw connection."""
-    conn.settimeout(10)
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    while len(body) < length:
-        chunk = conn.recv(1 << 20)
-        if not chunk:
-            return
-        body += chunk
 
 
 # ------------------------------------------------------------------ 1: ids that change the request path
@@ -192,7 +170,7 @@ def _dripping(
 
     def handle(conn: socket.socket) -> None:
         with conn:
-            _read_request(conn)
+            read_request(conn)
             conn.sendall(head)
             stop = time.monotonic() + seconds
             while time.monotonic() < stop:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import requests
-from _loopback import LoopbackServer
+from _loopback import LoopbackServer, read_request
 
 from airflow_provider_bctrl.exceptions import (
     BctrlConnectionConfigError,
@@ -35,29 +35,6 @@ STAGED = {"id": "f1", "name": "n", "runtimeId": "r", "runtimePath": "p", "sizeBy
 def _use(monkeypatch: pytest.MonkeyPatch, url: str, **extra: Any) -> None:
     connection = {"conn_type": "bctrl", "host": url, "password": KEY, "extra": extra}
     monkeypatch.setenv("AIRFLOW_CONN_BCTRL_DEFAULT", json.dumps(connection))
-
-
-def _read_request(conn: socket.socket) -> bytes:
-    """Read one request's head and body (by Content-Length); return the request line."""
-    conn.settimeout(10)
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return b""
-        data += chunk
-    head, _, rest = data.partition(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    while len(rest) < length:
-        chunk = conn.recv(65536)
-        if not chunk:
-            break
-        rest += chunk
-    return head.split(b"\r\n")[0]
 
 
 @pytest.fixture
@@ -88,7 +65,7 @@ def test_download_below_the_speed_limit_in_bursts_ends_within_a_few_timeouts(
     over 1.8 s pass, window after window, until the server gave up (36 s)."""
 
     def handle(conn: socket.socket) -> None:
-        _read_request(conn)
+        read_request(conn)
         conn.sendall(
             b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 100000\r\n\r\n"
         )
@@ -128,7 +105,7 @@ def test_ids_that_fold_to_path_syntax_or_are_not_utf8_are_refused_before_sending
     raw_server: Callable[[Callable[[socket.socket], None]], str], tmp_path: Path, bad_id: str, method: str
 ) -> None:
     seen: list[bytes] = []
-    raw_server(lambda conn: seen.append(_read_request(conn)))
+    raw_server(lambda conn: seen.append(read_request(conn)))
     source = tmp_path / "in.txt"
     source.write_text("abc")
     hook = BctrlHook(timeout=1, max_retries=0)
@@ -153,7 +130,7 @@ def test_accented_ids_are_still_sent_quoted(
     seen: list[bytes] = []
 
     def handle(conn: socket.socket) -> None:
-        seen.append(_read_request(conn))
+        seen.append(read_request(conn))
         body = json.dumps({"id": "f", "name": "n", "sizeBytes": 1}).encode()
         conn.sendall(
             b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
@@ -197,7 +174,7 @@ def test_text_that_cannot_be_sent_as_utf8_is_refused_before_sending(
     call: Callable[[BctrlHook, Path], Any],
 ) -> None:
     seen: list[bytes] = []
-    raw_server(lambda conn: seen.append(_read_request(conn)))
+    raw_server(lambda conn: seen.append(read_request(conn)))
     source = tmp_path / "in.txt"
     source.write_text("abc")
     with pytest.raises(BctrlInputError, match=r"surrogate|JSON"):
@@ -219,7 +196,7 @@ def _echo_key_in(template: bytes) -> Callable[[socket.socket], None]:
     """A handler that answers ``template`` with ``{K}`` replaced by the key from the request."""
 
     def handle(conn: socket.socket) -> None:
-        _read_request(conn)
+        read_request(conn)
         conn.sendall(template.replace(b"{K}", KEY.encode()))
         time.sleep(0.3)
 
@@ -344,7 +321,7 @@ def full_tmpfs(tmp_path: Path) -> Iterator[Path]:
 
 def _download_answer(body_size: int, *, chunked: bool) -> Callable[[socket.socket], None]:
     def handle(conn: socket.socket) -> None:
-        line = _read_request(conn)
+        line = read_request(conn)
         if not line.split(b" ")[1].endswith(b"/content"):
             # Chunked, the stored size is not given either: the write itself has to fail.
             meta = json.dumps(
@@ -394,7 +371,7 @@ def test_a_stored_name_with_a_nul_is_not_used_as_the_file_name(
     ``ValueError`` (embedded null byte)."""
 
     def handle(conn: socket.socket) -> None:
-        _read_request(conn)
+        read_request(conn)
         meta = json.dumps({"id": "f-1", "name": "a\u0000b", "sizeBytes": 1}).encode()
         conn.sendall(
             b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(meta)
@@ -415,7 +392,7 @@ def _compressed_download(
     """Metadata with ``sizeBytes`` = ``size``; the content chunked, with ``Content-Encoding: encoding``."""
 
     def handle(conn: socket.socket) -> None:
-        line = _read_request(conn)
+        line = read_request(conn)
         requests_seen.append(line)
         if not line.split(b" ")[1].endswith(b"/content"):
             meta = json.dumps({"id": "f-1", "name": "out.bin", "sizeBytes": size}).encode()
@@ -485,7 +462,7 @@ def test_a_dripped_status_line_is_bounded_through_an_http_proxy(
     )
 
     def upstream(conn: socket.socket) -> None:
-        _read_request(conn)
+        read_request(conn)
         deadline = time.monotonic() + 20
         for byte in answer:
             if time.monotonic() > deadline:
@@ -607,7 +584,7 @@ def test_a_giant_error_text_is_clipped_in_the_message_and_kept_whole_in_the_attr
     envelope = {"code": "x.y", "error": "E" * 10_000_000, "hint": "H" * 1_000_000 + KEY}
 
     def handle(conn: socket.socket) -> None:
-        _read_request(conn)
+        read_request(conn)
         body = json.dumps(envelope).encode()
         conn.sendall(
             b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
+from _loopback import HttpRecorder
 
 from airflow_provider_bctrl.exceptions import BctrlUnexpectedResponseError
 from airflow_provider_bctrl.hooks.bctrl import BctrlHook
@@ -15,59 +16,37 @@ from airflow_provider_bctrl.hooks.bctrl import BctrlHook
 KEY = "bctrl_home_only_Zq81"
 
 
-class _Recorder(ThreadingHTTPServer):
+class _Recorder(HttpRecorder):
+    """Answers whoami as the API would; with ``redirect_to`` set, GETs are redirected there (302).
+
+    POSTs are always redirected (307), to ``redirect_to`` or to the same path.
+    """
+
     def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.seen: list[dict[str, str | None]] = []
         self.redirect_to: str | None = None
+        super().__init__(self._answer)
 
     @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
+    def seen(self) -> list[dict[str, str | None]]:
+        return [
+            {"path": r["target"], "authorization": r["headers"].get("authorization")} for r in self.requests
+        ]
 
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Recorder
-
-    def do_GET(self) -> None:
-        self.server.seen.append({"path": self.path, "authorization": self.headers.get("Authorization")})
-        if self.server.redirect_to:
-            self.send_response(302)
-            self.send_header("Location", self.server.redirect_to + self.path)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
+    def _answer(self, request: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+        if request["method"] == "POST":
+            return 307, {"Location": (self.redirect_to or "") + request["target"]}, b""
+        if self.redirect_to:
+            return 302, {"Location": self.redirect_to + request["target"]}, b""
         body = json.dumps({"organizationId": "org_1", "defaultSpaceId": "space_1"}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_POST(self) -> None:
-        self.server.seen.append({"path": self.path, "authorization": self.headers.get("Authorization")})
-        self.send_response(307)
-        self.send_header("Location", (self.server.redirect_to or "") + self.path)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, format: str, *args: object) -> None:  # silence the test output
-        pass
-
-
-def _serve() -> _Recorder:
-    server = _Recorder()
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    return server
+        return 200, {"Content-Type": "application/json"}, body
 
 
 @pytest.fixture
 def servers() -> Iterator[tuple[_Recorder, _Recorder]]:
-    api, elsewhere = _serve(), _serve()
+    api, elsewhere = _Recorder(), _Recorder()
     yield api, elsewhere
     for server in (api, elsewhere):
-        server.shutdown()
-        server.server_close()
+        server.close()
 
 
 def test_redirect_to_another_origin_drops_the_key(

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
+from _loopback import HttpRecorder
 
 from airflow_provider_bctrl.exceptions import BctrlTransportError
 from airflow_provider_bctrl.hooks.bctrl import BctrlHook
@@ -18,51 +18,39 @@ from airflow_provider_bctrl.hooks.bctrl import BctrlHook
 UNREACHABLE_API = "http://127.0.0.1:9"
 
 
-class _Proxy(ThreadingHTTPServer):
+class _Proxy(HttpRecorder):
+    """A forward proxy that answers as the API would (whoami for GETs, an upload for POSTs)."""
+
     def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _ProxyHandler)
-        self.seen: list[str] = []
-        self.bodies: list[bytes] = []
+        super().__init__(self._answer)
 
     @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
+    def seen(self) -> list[str]:
+        """The absolute URLs the proxy was asked for."""
+        return [r["target"] for r in self.requests]
 
+    @property
+    def bodies(self) -> list[bytes]:
+        return [r["body"] for r in self.requests if r["method"] == "POST"]
 
-class _ProxyHandler(BaseHTTPRequestHandler):
-    server: _Proxy
-
-    def do_GET(self) -> None:
-        # A forward proxy receives the absolute URL; answer as the API would.
-        self.server.seen.append(self.path)
-        body = json.dumps({"organizationId": "org-via-proxy", "defaultSpaceId": "space-1"}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_POST(self) -> None:
-        # An upload through the proxy: keep the body, answer as the API's upload would.
-        self.server.seen.append(self.path)
-        self.server.bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
-        body = json.dumps(
-            {"id": "file-1", "name": "a.bin", "runtimeId": "rt-1", "runtimePath": "a.bin", "sizeBytes": 1}
-        ).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+    @staticmethod
+    def _answer(request: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+        if request["method"] == "POST":
+            staged = {
+                "id": "file-1",
+                "name": "a.bin",
+                "runtimeId": "rt-1",
+                "runtimePath": "a.bin",
+                "sizeBytes": 1,
+            }
+            return 200, {"Content-Type": "application/json"}, json.dumps(staged).encode()
+        who = {"organizationId": "org-via-proxy", "defaultSpaceId": "space-1"}
+        return 200, {"Content-Type": "application/json"}, json.dumps(who).encode()
 
 
 @pytest.fixture
 def proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Proxy]:
     server = _Proxy()
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HTTP_PROXY", server.url)
@@ -71,8 +59,7 @@ def proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Proxy]:
         json.dumps({"conn_type": "bctrl", "host": UNREACHABLE_API, "password": "bctrl_proxy_key"}),
     )
     yield server
-    server.shutdown()
-    server.server_close()
+    server.close()
 
 
 def test_requests_go_through_the_proxy_from_the_environment(proxy: _Proxy) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from typing import Any
 
 import pytest
 import requests
+from _airflow_env import airflow_env
 
 from airflow_provider_bctrl.hooks.bctrl import BctrlHook
 from airflow_provider_bctrl.testing.emulator import BctrlEmulator
@@ -344,12 +344,9 @@ def cli_emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Bc
 
 
 def _run_cli(case: CliCase, home: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_CONN_", "AIRFLOW__"))}
-    env.update(
-        AIRFLOW_HOME=str(home),
+    env = airflow_env(
+        home,
         AIRFLOW__CORE__TEST_CONNECTION="Enabled",
-        AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home / 'airflow.db'}",
         AIRFLOW_CONN_BCTRL_CLI=case.conn_json,
         # Rich wraps the failure message at the terminal width; keep it on one line.
         COLUMNS="2000",

@@ -10,7 +10,6 @@ rest of the suite runs without one). The in-process tests check what reaches the
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _airflow_env import airflow_env
 
 from airflow_provider_bctrl.hooks.bctrl import BctrlHook
 from airflow_provider_bctrl.testing.emulator import BctrlEmulator
@@ -64,12 +64,10 @@ def _stored_path(emu: BctrlEmulator, file_id: str) -> str:
 
 
 def _airflow_env(home: Path, dags: Path, events: Path, emu: BctrlEmulator) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "OPENLINEAGE"))}
-    env.update(
-        AIRFLOW_HOME=str(home),
-        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home / 'airflow.db'}",
-        AIRFLOW__CORE__DAGS_FOLDER=str(dags),
-        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+    return airflow_env(
+        home,
+        dags,
+        drop=("OPENLINEAGE",),
         AIRFLOW__OPENLINEAGE__TRANSPORT=json.dumps(
             {"type": "file", "log_file_path": str(events), "append": True}
         ),
@@ -77,7 +75,6 @@ def _airflow_env(home: Path, dags: Path, events: Path, emu: BctrlEmulator) -> di
         AIRFLOW_CONN_BCTRL_DEFAULT=emu.airflow_connection_json(),
         PYTHONDONTWRITEBYTECODE="1",
     )
-    return env
 
 
 def _run(args: list[str], env: dict[str, str], cwd: Path) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _lines import OPERATORS_ON_AIRFLOW_3
 from airflow.providers.common.compat.sdk import DAG, TaskDeferred
 
 from airflow_provider_bctrl.exceptions import BctrlInputError, BctrlServerError, BctrlTransportError
@@ -31,13 +32,7 @@ from airflow_provider_bctrl.testing.emulator import BctrlEmulator
 from airflow_provider_bctrl.triggers.bctrl import BctrlRuntimeFileTrigger
 
 pytestmark = [
-    pytest.mark.airflow_lines(
-        "3.0",
-        "3.1",
-        "3.2",
-        "3.3",
-        reason="drives the operators with Airflow 3's OutletEventAccessors; not ported to 2.11",
-    ),
+    OPERATORS_ON_AIRFLOW_3,
 ]
 
 OPERATORS: dict[str, tuple[type[Any], dict[str, Any]]] = {

@@ -17,7 +17,7 @@ from typing import Any
 
 import fsspec
 import pytest
-from _lines import attach, memory_uri
+from _lines import OPERATORS_ON_AIRFLOW_3, attach, memory_uri
 from airflow.providers.common.compat.sdk import Asset, ObjectStoragePath
 
 from airflow_provider_bctrl.exceptions import BctrlInputError, BctrlNotFoundError, BctrlServerError
@@ -36,13 +36,7 @@ if AIRFLOW_V_3_0_PLUS:
     from airflow.sdk.execution_time.context import OutletEventAccessors
 
 pytestmark = [
-    pytest.mark.airflow_lines(
-        "3.0",
-        "3.1",
-        "3.2",
-        "3.3",
-        reason="drives the operators with Airflow 3's OutletEventAccessors; not ported to 2.11",
-    ),
+    OPERATORS_ON_AIRFLOW_3,
 ]
 
 
