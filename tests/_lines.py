@@ -9,6 +9,9 @@ from typing import Any
 
 from airflow_provider_bctrl.version_compat import AIRFLOW_V_3_0_PLUS, AIRFLOW_V_3_2_PLUS
 
+#: The Airflow 3 lines, for ``@pytest.mark.airflow_lines(*AIRFLOW_3_LINES, reason=...)``.
+AIRFLOW_3_LINES = ("3.0", "3.1", "3.2", "3.3")
+
 
 def dagbag_class() -> Any:
     """``DagBag``: ``airflow.dag_processing.dagbag`` from 3.2, ``airflow.models.dagbag`` before."""

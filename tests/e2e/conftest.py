@@ -98,4 +98,3 @@ def load_example(airflow_db: None) -> Callable[[str], Any]:
         return bag.dags[dag_id]
 
     return load
-

@@ -13,7 +13,7 @@ from typing import Any
 
 import pendulum
 import pytest
-from _lines import memory_uri
+from _lines import AIRFLOW_3_LINES, memory_uri
 from dagrun_helpers import DagRunResult, sha256_file
 
 from airflow_provider_bctrl.testing.emulator import BctrlEmulator
@@ -154,7 +154,7 @@ def test_report_pipeline_with_the_report_in_object_storage(
 
 
 @pytest.mark.airflow_lines(
-    "3.0", "3.1", "3.2", "3.3", reason="runs without a logical date exist from Airflow 3.0 (2.11 always has one)"
+    *AIRFLOW_3_LINES, reason="runs without a logical date exist from Airflow 3.0 (2.11 always has one)"
 )
 @pytest.mark.parametrize("dag_id", ["bctrl_report_pipeline", "bctrl_report_taskflow"])
 def test_report_dags_run_without_a_logical_date(
