@@ -20,7 +20,7 @@ from typing import Any
 import airflow.providers.openlineage  # noqa: F401
 import fsspec
 import pytest
-from _lines import attach
+from _lines import attach, outlet_event_accessors
 from airflow.providers.common.compat.sdk import ObjectStoragePath
 
 from airflow_provider_bctrl.operators import (
@@ -30,21 +30,6 @@ from airflow_provider_bctrl.operators import (
     BctrlUploadFileOperator,
 )
 from airflow_provider_bctrl.testing.emulator import BctrlEmulator
-from airflow_provider_bctrl.version_compat import AIRFLOW_V_3_0_PLUS
-
-if AIRFLOW_V_3_0_PLUS:
-    from airflow.sdk.execution_time.context import OutletEventAccessors
-
-pytestmark = [
-    pytest.mark.airflow_lines(
-        "3.0",
-        "3.1",
-        "3.2",
-        "3.3",
-        reason="drives the operators with Airflow 3's OutletEventAccessors; not ported to 2.11",
-    ),
-]
-
 
 RESULTS = "/tmp/runtime/output/results.json"
 
@@ -60,7 +45,7 @@ class RecordingTI:
 
 
 def _run(op: Any) -> Any:
-    return op.execute({"ti": RecordingTI(), "outlet_events": OutletEventAccessors()})
+    return op.execute({"ti": RecordingTI(), "outlet_events": outlet_event_accessors()})
 
 
 def _pairs(datasets: list[Any]) -> list[tuple[str, str]]:
