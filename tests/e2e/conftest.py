@@ -27,11 +27,9 @@ EXAMPLE_DAGS = REPO_ROOT / "example_dags"
 @pytest.fixture(scope="session")
 def airflow_db() -> None:
     """A fresh, migrated metadata DB for this session (SQLite under the throwaway AIRFLOW_HOME)."""
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.utils import db
+    from _lines import reset_metadata_db
 
-    db.resetdb()
-    DagBundlesManager().sync_bundles_to_db()
+    reset_metadata_db()
 
 
 def _register(dag: Any) -> None:
@@ -70,16 +68,18 @@ def run_dag(airflow_db: None, bctrl_conn_env: str) -> Callable[..., DagRunResult
     DAGs from ``example_dags/`` are found by Airflow itself; DAGs built in a test are registered first.
     Each call gets its own logical date (2030-01-01 plus one day per call) unless one is given, so
     runs never replace each other. ``logical_date=None`` makes a run without a logical date, like a
-    trigger from the UI or REST API with ``"logical_date": null`` (no ``ds`` in its context).
+    trigger from the UI or REST API with ``"logical_date": null`` (no ``ds`` in its context); Airflow
+    2.11 has no such runs, so tests that ask for one are marked for the 3.x lines.
     """
     import pendulum
+    from _lines import dag_test
 
     def run(dag: Any, *, conf: dict[str, Any] | None = None, logical_date: Any = AUTO) -> DagRunResult:
         if not Path(dag.fileloc).resolve().is_relative_to(EXAMPLE_DAGS):
             _register(dag)
         if logical_date is AUTO:
             logical_date = pendulum.datetime(2030, 1, 1, tz="UTC").add(days=next(_run_counter))
-        dagrun = dag.test(logical_date=logical_date, run_conf=conf)
+        dagrun = dag_test(dag, logical_date=logical_date, run_conf=conf)
         return collect_run(dag.dag_id, dagrun.run_id)
 
     return run
@@ -102,28 +102,6 @@ def load_example(airflow_db: None) -> Callable[[str], Any]:
         return bag.dags[dag_id]
 
     return load
-
-
-_AIRFLOW_3_LINES = ("3.0", "3.1", "3.2", "3.3")
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that run DAGs in this process through ``airflow_db`` need Airflow 3 (marked here, deselected later).
-
-    The in-process ``dag.test()`` harness (``airflow_db``, ``run_dag``, ``dagrun_helpers.py``) reads
-    Airflow 3's models and DAG bundles; on 2.11 a user's DAG runs under ``airflow dags test`` instead
-    (``test_external_dag_cli.py``), which runs on every line.
-    """
-    for item in items:
-        if "airflow_db" in getattr(item, "fixturenames", ()) and not item.get_closest_marker("airflow_lines"):
-            item.add_marker(
-                pytest.mark.airflow_lines(
-                    *_AIRFLOW_3_LINES,
-                    reason="the in-process dag.test() harness reads Airflow 3 models; not ported to 2.11 "
-                    "(2.11 DAG runs: test_external_dag_cli.py)",
-                )
-            )
 
 
 # ------------------------------------------------------------------ one real deployment per session

@@ -43,25 +43,31 @@ class DagRunResult:
 
 def collect_run(dag_id: str, run_id: str) -> DagRunResult:
     """Read back a finished run from the metadata DB: its state, task states and every XCom."""
+    from _lines import xcom_rows_model
     from airflow.models.dagrun import DagRun
     from airflow.models.taskinstance import TaskInstance
-    from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
     from sqlalchemy import select
+
+    XComModel = xcom_rows_model()
 
     with create_session() as session:
         dagrun = session.scalars(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)).one()
         tis = session.scalars(
             select(TaskInstance).where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id)
         ).all()
-        rows = session.scalars(
-            select(XComModel).where(XComModel.dag_id == dag_id, XComModel.run_id == run_id)
+        # Plain columns, not ORM objects: 2.11's XCom deserialises ``value`` when an object loads,
+        # after which deserialize_value (which expects the stored bytes) would fail.
+        rows = session.execute(
+            select(XComModel.task_id, XComModel.map_index, XComModel.key, XComModel.value).where(
+                XComModel.dag_id == dag_id, XComModel.run_id == run_id
+            )
         ).all()
         return DagRunResult(
             run_id=run_id,
             state=str(dagrun.state),
             task_states={(ti.task_id, ti.map_index): str(ti.state) for ti in tis},
-            # XComModel.value is stored serialised; deserialize_value gives back what the task pushed.
+            # XCom values are stored serialised; deserialize_value gives back what the task pushed.
             xcoms={(x.task_id, x.map_index, x.key): XComModel.deserialize_value(x) for x in rows},
         )
 

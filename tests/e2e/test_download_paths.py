@@ -21,7 +21,7 @@ FILE_NAME = "Übersicht März 2030 \u2713 日本.json"  # a check mark and CJK: 
 
 
 def _build_dag(file_id: str, destination: str) -> Any:
-    from airflow.sdk import DAG, task
+    from airflow.providers.common.compat.sdk import DAG, task
 
     from airflow_provider_bctrl.operators import BctrlDownloadFileOperator
 

@@ -9,15 +9,13 @@ rest of the suite runs without one). The in-process tests check what reaches the
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
-from _airflow_env import airflow_env
+from _openlineage_events import airflow_env, complete_event, run_checked
 
 from airflow_provider_bctrl.hooks.bctrl import BctrlHook
 from airflow_provider_bctrl.testing.emulator import BctrlEmulator
@@ -63,39 +61,6 @@ def _stored_path(emu: BctrlEmulator, file_id: str) -> str:
     return str(next(f for f in emu.stored_files() if f["id"] == file_id)["path"])
 
 
-def _airflow_env(home: Path, dags: Path, events: Path, emu: BctrlEmulator) -> dict[str, str]:
-    return airflow_env(
-        home,
-        dags,
-        drop=("OPENLINEAGE",),
-        AIRFLOW__OPENLINEAGE__TRANSPORT=json.dumps(
-            {"type": "file", "log_file_path": str(events), "append": True}
-        ),
-        AIRFLOW__OPENLINEAGE__NAMESPACE="bctrl-tests",
-        AIRFLOW_CONN_BCTRL_DEFAULT=emu.airflow_connection_json(),
-        PYTHONDONTWRITEBYTECODE="1",
-    )
-
-
-def _run(args: list[str], env: dict[str, str], cwd: Path) -> None:
-    done = subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode == 0, (
-        f"{args}: exit {done.returncode}\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
-    )
-
-
-def _complete_event(events: Path, job_suffix: str) -> dict[str, Any]:
-    assert events.exists(), "OpenLineage wrote no events"
-    lines = [json.loads(line) for line in events.read_text().splitlines() if line.strip()]
-    found = [
-        e
-        for e in lines
-        if e.get("eventType") == "COMPLETE" and e.get("job", {}).get("name", "").endswith(job_suffix)
-    ]
-    assert found, [(e.get("eventType"), e.get("job", {}).get("name")) for e in lines]
-    return found[-1]
-
-
 def test_a_taskflow_task_calling_the_hook_yields_openlineage_lineage(
     emu: BctrlEmulator, tmp_path: Path
 ) -> None:
@@ -107,15 +72,15 @@ def test_a_taskflow_task_calling_the_hook_yields_openlineage_lineage(
     source.write_text("a,b\n1,2\n")
     target = tmp_path / "back.csv"
     events = tmp_path / "events.jsonl"
-    env = _airflow_env(home, dags, events, emu)
+    env = airflow_env(home, dags, events, emu)
     env.update(
         BCTRL_TEST_RUNTIME=emu.create_runtime(), BCTRL_TEST_SOURCE=str(source), BCTRL_TEST_TARGET=str(target)
     )
 
-    _run([sys.executable, "-m", "airflow", "db", "migrate"], env, tmp_path)
-    _run([sys.executable, str(dags / f"{DAG_ID}.py")], env, tmp_path)
+    run_checked([sys.executable, "-m", "airflow", "db", "migrate"], env, tmp_path)
+    run_checked([sys.executable, str(dags / f"{DAG_ID}.py")], env, tmp_path)
 
-    event = _complete_event(events, f"{DAG_ID}.upload")
+    event = complete_event(events, f"{DAG_ID}.upload")
     inputs = {(d["namespace"], d["name"]) for d in event["inputs"]}
     outputs = {(d["namespace"], d["name"]) for d in event["outputs"]}
     (stored,) = [

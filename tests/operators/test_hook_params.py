@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _lines import OPERATORS_ON_AIRFLOW_3
+from _lines import outlet_event_accessors
 from airflow.providers.common.compat.sdk import DAG, TaskDeferred
 
 from airflow_provider_bctrl.exceptions import BctrlInputError, BctrlServerError, BctrlTransportError
@@ -30,10 +30,6 @@ from airflow_provider_bctrl.operators import (
 from airflow_provider_bctrl.operators._base import check_hook_params
 from airflow_provider_bctrl.testing.emulator import BctrlEmulator
 from airflow_provider_bctrl.triggers.bctrl import BctrlRuntimeFileTrigger
-
-pytestmark = [
-    OPERATORS_ON_AIRFLOW_3,
-]
 
 OPERATORS: dict[str, tuple[type[Any], dict[str, Any]]] = {
     "upload": (BctrlUploadFileOperator, {"runtime_id": "rt_1", "source": __file__}),
@@ -51,9 +47,7 @@ class _TI:
 
 
 def _context() -> dict[str, Any]:
-    from airflow.sdk.execution_time.context import OutletEventAccessors
-
-    return {"ti": _TI(), "outlet_events": OutletEventAccessors()}
+    return {"ti": _TI(), "outlet_events": outlet_event_accessors()}
 
 
 @pytest.mark.parametrize("kind", sorted(OPERATORS))

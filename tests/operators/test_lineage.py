@@ -2,7 +2,8 @@
 
 Each operator really runs against the emulator (real hook, real HTTP), then the OpenLineage method
 is called the way the provider's listener calls it after a task finished: directly, and through
-the provider's own ``ExtractorManager``. Naming (``docs/lineage.md``): a stored file is
+the provider's own ``ExtractorManager``. One test runs the operators in a DAG under ``dag.test()``
+with the real listener and reads the events it emitted. Naming (``docs/lineage.md``): a stored file is
 ``bctrl://<space_id>`` + its storage path, a runtime file ``bctrl-runtime://<runtime_id>`` + its
 path in the runtime, a local file ``file`` + its absolute path, object storage ``<scheme>://<bucket>``
 + key.
@@ -11,6 +12,8 @@ path in the runtime, a local file ``file`` + its absolute path, object storage `
 from __future__ import annotations
 
 import json
+import sys
+import textwrap
 import types
 import uuid
 from pathlib import Path
@@ -20,7 +23,8 @@ from typing import Any
 import airflow.providers.openlineage  # noqa: F401
 import fsspec
 import pytest
-from _lines import OPERATORS_ON_AIRFLOW_3, attach
+from _lines import attach, outlet_event_accessors
+from _openlineage_events import airflow_env, complete_event, run_checked
 from airflow.providers.common.compat.sdk import ObjectStoragePath
 
 from airflow_provider_bctrl.operators import (
@@ -30,15 +34,6 @@ from airflow_provider_bctrl.operators import (
     BctrlUploadFileOperator,
 )
 from airflow_provider_bctrl.testing.emulator import BctrlEmulator
-from airflow_provider_bctrl.version_compat import AIRFLOW_V_3_0_PLUS
-
-if AIRFLOW_V_3_0_PLUS:
-    from airflow.sdk.execution_time.context import OutletEventAccessors
-
-pytestmark = [
-    OPERATORS_ON_AIRFLOW_3,
-]
-
 
 RESULTS = "/tmp/runtime/output/results.json"
 
@@ -54,7 +49,7 @@ class RecordingTI:
 
 
 def _run(op: Any) -> Any:
-    return op.execute({"ti": RecordingTI(), "outlet_events": OutletEventAccessors()})
+    return op.execute({"ti": RecordingTI(), "outlet_events": outlet_event_accessors()})
 
 
 def _pairs(datasets: list[Any]) -> list[tuple[str, str]]:
@@ -215,3 +210,89 @@ def test_a_memory_uri_is_one_dataset_however_the_line_spells_it() -> None:
     assert uri_ref("memory:///b/k/x.json") == expected
     assert uri_ref("memory://b/k/x.json") == expected
     assert uri_ref("s3://bucket/key") == DatasetRef(namespace="s3://bucket", name="key")
+
+
+LISTENER_DAG_ID = "bctrl_operator_lineage"
+LISTENER_DAG = textwrap.dedent(
+    '''
+    """Upload, collect and download with the operators; run by its own dag.test() under OpenLineage."""
+    from __future__ import annotations
+
+    import os
+
+    import pendulum
+    from airflow.providers.common.compat.sdk import DAG
+
+    from airflow_provider_bctrl.operators import (
+        BctrlCollectFileOperator,
+        BctrlDownloadFileOperator,
+        BctrlUploadFileOperator,
+    )
+
+    with DAG("bctrl_operator_lineage", schedule=None, start_date=pendulum.datetime(2024, 1, 1, tz="UTC")) as dag:
+        upload = BctrlUploadFileOperator(
+            task_id="upload", runtime_id=os.environ["BCTRL_TEST_RUNTIME"], source=os.environ["BCTRL_TEST_SOURCE"]
+        )
+        collect = BctrlCollectFileOperator(
+            task_id="collect",
+            runtime_id=os.environ["BCTRL_TEST_RUNTIME"],
+            path="/tmp/runtime/output/results.json",
+            storage_path=os.environ["BCTRL_TEST_STORAGE_PATH"],
+        )
+        download = BctrlDownloadFileOperator(
+            task_id="download",
+            file_id="{{ ti.xcom_pull(task_ids='collect', key='file_id') }}",
+            destination=os.environ["BCTRL_TEST_TARGET"],
+        )
+        upload >> collect >> download
+
+    if __name__ == "__main__":
+        dag.test()
+    '''
+)
+
+
+def test_the_openlineage_listener_reports_each_operator_in_a_dag_run(
+    emu: BctrlEmulator, tmp_path: Path
+) -> None:
+    """What a deployment with an OpenLineage transport receives: one COMPLETE event per task, with the
+    datasets the operator method gives (on every line, 2.11 included: OpenLineage datasets are not
+    Airflow assets, so ``bctrl://`` namespaces need no asset support)."""
+    home, dags = tmp_path / "home", tmp_path / "dags"
+    home.mkdir()
+    dags.mkdir()
+    (dags / f"{LISTENER_DAG_ID}.py").write_text(LISTENER_DAG)
+    runtime = emu.create_runtime()
+    emu.write_runtime_file(runtime, RESULTS, json.dumps({"nonce": uuid.uuid4().hex}).encode())
+    source, target = tmp_path / "report.csv", tmp_path / "out" / "results.json"
+    source.write_text("a,b\n1,2\n")
+    target.parent.mkdir()
+    storage_path = f"lineage/{uuid.uuid4().hex}/results.json"
+    events = tmp_path / "events.jsonl"
+    env = airflow_env(home, dags, events, emu)
+    env.update(
+        BCTRL_TEST_RUNTIME=runtime,
+        BCTRL_TEST_SOURCE=str(source),
+        BCTRL_TEST_TARGET=str(target),
+        BCTRL_TEST_STORAGE_PATH=storage_path,
+    )
+
+    run_checked([sys.executable, "-m", "airflow", "db", "migrate"], env, tmp_path)
+    run_checked([sys.executable, str(dags / f"{LISTENER_DAG_ID}.py")], env, tmp_path)
+
+    def datasets(task_id: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        event = complete_event(events, f"{LISTENER_DAG_ID}.{task_id}")
+        return _pairs_of(event["inputs"]), _pairs_of(event["outputs"])
+
+    space = f"bctrl://{emu.space_id}"
+    (uploaded,) = [f for f in emu.stored_files() if f["source"] == "upload" and f["runtimeId"] == runtime]
+    assert datasets("upload") == (
+        [("file", str(source.resolve()))],
+        [(space, uploaded["path"]), (f"bctrl-runtime://{runtime}", "report.csv")],
+    )
+    assert datasets("collect") == ([(f"bctrl-runtime://{runtime}", RESULTS)], [(space, storage_path)])
+    assert datasets("download") == ([(space, storage_path)], [("file", str(target.resolve()))])
+
+
+def _pairs_of(datasets: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [(d["namespace"], d["name"]) for d in datasets]

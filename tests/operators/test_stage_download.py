@@ -2,7 +2,7 @@
 
 The operators run their real ``execute`` with the real hook over HTTP. The context holds what
 ``execute`` reads: a task instance that records ``xcom_push`` (so the XCom contract can be checked
-without a metadata DB) and Airflow's own ``OutletEventAccessors``. Full DAG runs of these operators
+without a metadata DB) and the line's own ``OutletEventAccessors``. Full DAG runs of these operators
 are in ``tests/e2e/test_asset_pair.py``.
 """
 
@@ -17,7 +17,14 @@ from typing import Any
 
 import fsspec
 import pytest
-from _lines import OPERATORS_ON_AIRFLOW_3, attach, memory_uri
+from _lines import (
+    AIRFLOW_3_LINES,
+    attach,
+    memory_uri,
+    outlet_event_accessors,
+    outlet_event_keys,
+    positional_arguments_error,
+)
 from airflow.providers.common.compat.sdk import Asset, ObjectStoragePath
 
 from airflow_provider_bctrl.exceptions import BctrlInputError, BctrlNotFoundError, BctrlServerError
@@ -30,15 +37,6 @@ from airflow_provider_bctrl.operators.runtime_files import (
     BctrlUploadFileOperator,
 )
 from airflow_provider_bctrl.testing.emulator import BctrlEmulator
-from airflow_provider_bctrl.version_compat import AIRFLOW_V_3_0_PLUS
-
-if AIRFLOW_V_3_0_PLUS:
-    from airflow.sdk.execution_time.context import OutletEventAccessors
-
-pytestmark = [
-    OPERATORS_ON_AIRFLOW_3,
-]
-
 
 STAGED_KEYS = {"id", "name", "runtimeId", "runtimePath", "sizeBytes", "expiresAt"}
 
@@ -54,7 +52,7 @@ class RecordingTI:
 
 
 def _context() -> dict[str, Any]:
-    return {"ti": RecordingTI(), "outlet_events": OutletEventAccessors()}
+    return {"ti": RecordingTI(), "outlet_events": outlet_event_accessors()}
 
 
 @pytest.fixture
@@ -100,7 +98,7 @@ def test_shapes_and_templating() -> None:
     for operator in (BctrlStageFileOperator, BctrlDownloadFileOperator):
         assert tuple(operator.template_ext) == ()
         assert operator.ui_color.startswith("#")
-    with pytest.raises(TypeError):
+    with pytest.raises(positional_arguments_error()):
         BctrlStageFileOperator("rt", "f", task_id="s")  # type: ignore[misc]
     stage = BctrlStageFileOperator(task_id="s", runtime_id="rt", file_id="f", bctrl_conn_id="nope")
     download = BctrlDownloadFileOperator(task_id="d", file_id="f", destination="/tmp/x.json")
@@ -290,33 +288,22 @@ def test_upload_from_memory_object_storage(
     assert emu.read_runtime_file(runtime_id, "inputs/export.bin") == data
 
 
-def test_outlet_assets_get_the_ids_in_their_event_extra(
+def test_a_download_outlet_gets_the_ids_in_its_event_extra(
     collected: tuple[str, str, bytes], emu: BctrlEmulator, tmp_path: Path
 ) -> None:
-    """Each operator adds what it moved to the events of the assets declared in its outlets."""
+    """The download adds what it moved to the event of the asset (2.11: dataset) declared in its outlets."""
     _, file_id, _ = collected
     stored = next(f for f in emu.stored_files() if f["id"] == file_id)
     space = emu.space_id
-    logical = Asset(f"bctrl://{space}/reports/daily")
     local = Asset(f"file://{tmp_path}/report.json")
-    undeclared = Asset(f"bctrl://{space}/not/declared")
+    other = Asset(f"file://{tmp_path}/not-declared.json")
 
-    stage_context = _context()
-    target_runtime = emu.create_runtime()
-    BctrlStageFileOperator(
-        task_id="stage", runtime_id=target_runtime, file_id=file_id, outlets=[logical]
-    ).execute(stage_context)  # type: ignore[arg-type]
-    assert stage_context["outlet_events"][logical].extra == {
-        "file_id": file_id,
-        "runtime_id": target_runtime,
-        "runtime_path": "results.json",
-    }
-
-    download_context = _context()
+    context = _context()
     path = BctrlDownloadFileOperator(
         task_id="download", file_id=file_id, destination=str(tmp_path / "report.json"), outlets=[local]
-    ).execute(download_context)  # type: ignore[arg-type]
-    assert download_context["outlet_events"][local].extra == {
+    ).execute(context)  # type: ignore[arg-type]
+
+    assert context["outlet_events"][local].extra == {
         "file_id": file_id,
         "destination": path,
         "destination_uri": Path(path).as_uri(),
@@ -325,8 +312,35 @@ def test_outlet_assets_get_the_ids_in_their_event_extra(
         "uri": f"bctrl://{space}/{stored['path']}",
     }
     # Only declared outlets get events: the accessor was never asked for another asset.
-    assert list(download_context["outlet_events"]) == [local]
-    assert undeclared not in list(stage_context["outlet_events"])
+    assert outlet_event_keys(context["outlet_events"]) == [local.uri]
+    assert other.uri not in outlet_event_keys(context["outlet_events"])
+
+
+@pytest.mark.airflow_lines(
+    *AIRFLOW_3_LINES, reason="a bctrl:// outlet needs Airflow 3: 2.11 refuses bctrl:// assets by design"
+)
+def test_a_stage_outlet_gets_the_ids_in_its_event_extra(
+    collected: tuple[str, str, bytes], emu: BctrlEmulator
+) -> None:
+    """Stage's natural outlet is the logical ``bctrl://`` asset the staged file belongs to."""
+    _, file_id, _ = collected
+    space = emu.space_id
+    logical = Asset(f"bctrl://{space}/reports/daily")
+    undeclared = Asset(f"bctrl://{space}/not/declared")
+
+    context = _context()
+    target_runtime = emu.create_runtime()
+    BctrlStageFileOperator(
+        task_id="stage", runtime_id=target_runtime, file_id=file_id, outlets=[logical]
+    ).execute(context)  # type: ignore[arg-type]
+
+    assert context["outlet_events"][logical].extra == {
+        "file_id": file_id,
+        "runtime_id": target_runtime,
+        "runtime_path": "results.json",
+    }
+    assert outlet_event_keys(context["outlet_events"]) == [logical.uri]
+    assert undeclared.uri not in outlet_event_keys(context["outlet_events"])
 
 
 def test_no_outlets_means_no_lookup_and_no_events(
