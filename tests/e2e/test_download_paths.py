@@ -47,7 +47,9 @@ def test_a_path_with_spaces_and_non_ascii_reaches_a_downstream_task_as_a_plain_p
 ) -> None:
     from airflow_provider_bctrl.hooks import bctrl
 
-    monkeypatch.setattr(bctrl, "PROGRESS_QUIET_SECONDS", 0.0)  # the start line at once, as for a long download
+    monkeypatch.setattr(
+        bctrl, "PROGRESS_QUIET_SECONDS", 0.0
+    )  # the start line at once, as for a long download
     runtime = emu.create_runtime()
     data = '{"Grüße": "naïve café"}'.encode()
     emu.write_runtime_file(runtime, "/tmp/out/result.json", data)

@@ -20,8 +20,8 @@ import pytest
 from _loopback import HttpRecorder
 
 from airflow_provider_bctrl._progress import TransferProgress, human_size
-from airflow_provider_bctrl.hooks import bctrl as bctrl_module
 from airflow_provider_bctrl.exceptions import BctrlNotFoundError
+from airflow_provider_bctrl.hooks import bctrl as bctrl_module
 from airflow_provider_bctrl.hooks.bctrl import BctrlHook
 
 MIB = 1024 * 1024
@@ -398,7 +398,11 @@ def test_without_wait_notice_nothing_waits(logger: logging.Logger, caplog: pytes
 
 @pytest.mark.usefixtures("bctrl_conn_env")
 def test_a_long_download_starts_with_a_line_naming_what_from_where_to_where(
-    runtime_id: str, emu: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    runtime_id: str,
+    emu: Any,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(bctrl_module, "PROGRESS_QUIET_SECONDS", 0.0)  # every transfer counts as long
     source = tmp_path / "in.bin"
