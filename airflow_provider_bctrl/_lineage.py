@@ -39,7 +39,11 @@ class LineageCollector(Protocol):
 
 @dataclass(frozen=True)
 class LocalFile:
-    """A file on the worker: reported through the ``file`` asset factory, as the official hooks do."""
+    """A file on the worker: reported through the ``file`` asset factory, as the official hooks do.
+
+    The path is made absolute (symlinks resolved) when it is reported, so calls without a lineage
+    reader skip the system calls.
+    """
 
     path: Path
 
@@ -111,7 +115,7 @@ def _add(
     context: Any, add: Callable[..., None], item: LineageItem, stored_uri: Callable[[str], str | None]
 ) -> None:
     if isinstance(item, LocalFile):
-        add(context=context, scheme="file", asset_kwargs={"path": str(item.path)})
+        add(context=context, scheme="file", asset_kwargs={"path": str(item.path.resolve())})
         return
     uri = stored_uri(item.file_id) if isinstance(item, StoredFileRef) else item
     if uri:

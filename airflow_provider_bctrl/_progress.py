@@ -34,12 +34,12 @@ class StartLine:
     before its first progress or waiting line; a failed one logs it before the failure (:meth:`emit`).
 
     :param after: seconds to hold the line back; ``0`` or less logs it at once.
+    :param line: gives the message and its ``%`` arguments, called only if the line is logged.
     """
 
-    def __init__(self, log: logging.Logger | Any, after: float, message: str, *args: object) -> None:
+    def __init__(self, log: logging.Logger | Any, after: float, line: Callable[[], tuple[Any, ...]]) -> None:
         self._log = log
-        self._message = message
-        self._args = args
+        self._line = line
         self._lock = threading.Lock()
         self._settled = False
         self._token: int | None = None
@@ -54,7 +54,8 @@ class StartLine:
             if self._settled:
                 return
             self._settled = True
-            self._log.info(self._message, *self._args)
+            message, *args = self._line()
+            self._log.info(message, *args)
         if self._token is not None:
             cancel(self._token)
 

@@ -372,11 +372,13 @@ class BctrlHook(BaseHook):
         start = StartLine(
             self.log,
             PROGRESS_QUIET_SECONDS,
-            "Uploading %s (%d bytes) into runtime %s at %s",
-            origin.shown,
-            origin.size,
-            args.runtime_id,
-            settings.base_url,
+            lambda: (
+                "Uploading %s (%d bytes) into runtime %s at %s",
+                origin.shown,
+                origin.size,
+                args.runtime_id,
+                settings.base_url,
+            ),
         )
 
         def build_body() -> StreamingMultipartBody:
@@ -423,7 +425,7 @@ class BctrlHook(BaseHook):
                     progress.finish(_upload_outcome(staged))
         finally:
             start.drop()  # not due yet: the summary line says enough
-        read = LocalFile(origin.local_path.resolve()) if origin.local_path is not None else origin.uri
+        read = LocalFile(origin.local_path) if origin.local_path is not None else origin.uri
         self._report_lineage(inputs=[read], outputs=[StoredFileRef(staged.id)])
         return staged
 
@@ -533,10 +535,7 @@ class BctrlHook(BaseHook):
         start = StartLine(
             self.log,
             PROGRESS_QUIET_SECONDS,
-            "Downloading file %s from %s to %s",
-            args.file_id,
-            self.settings.base_url,
-            target.shown,
+            lambda: ("Downloading file %s from %s to %s", args.file_id, self.settings.base_url, target.shown),
         )
 
         def attempt() -> str:
@@ -569,7 +568,7 @@ class BctrlHook(BaseHook):
             uri = self._with_retries("download", attempt)
         finally:
             start.drop()
-        wrote = LocalFile(target.local_path.resolve()) if target.local_path is not None else target.uri
+        wrote = LocalFile(target.local_path) if target.local_path is not None else target.uri
         self._report_lineage(inputs=[StoredFileRef(args.file_id)], outputs=[wrote])
         return uri
 
