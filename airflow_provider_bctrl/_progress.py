@@ -159,6 +159,8 @@ class TransferProgress:
 
     def _notice_waiting(self) -> None:
         """On the watchdog's thread: one waiting line, and the next one in ``interval`` seconds."""
+        if self._waiting is not None:
+            cancel(self._waiting)  # it has run (this call): the watchdog forgets it
         if self._answered:
             return
         if self._start is not None:

@@ -479,3 +479,28 @@ def test_a_blocked_upload_says_what_it_is_doing_after_the_quiet_seconds(
     assert WAITING.match(messages[1]), messages
     assert SUMMARY.match(messages[2]), messages
     assert len(messages) == 3
+
+
+@pytest.mark.usefixtures("bctrl_conn_env")
+def test_transfers_start_no_thread_per_call(
+    runtime_id: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The waiting and start lines are timed by the watchdog's one thread: none is started per call."""
+    import threading
+
+    started: list[str] = []
+    original = threading.Thread.start
+
+    def counting(thread: threading.Thread) -> None:
+        started.append(thread.name)
+        original(thread)
+
+    source = tmp_path / "in.bin"
+    source.write_bytes(b"x" * 100)
+    with BctrlHook(max_retries=0) as hook:
+        file_id = hook.upload_file(runtime_id, source).id  # the first call may start the watchdog
+        monkeypatch.setattr(threading.Thread, "start", counting)
+        for _ in range(5):
+            hook.upload_file(runtime_id, source)
+            hook.download_file(file_id, tmp_path / "out.bin")
+    assert [name for name in started if name.startswith("bctrl")] == []
