@@ -6,7 +6,9 @@
 - Bodies are read by :func:`read_body` in pieces as they arrive: a JSON answer must be complete within
   :data:`BODY_FACTOR` x the read timeout after its headers; a download must keep up at least
   :data:`LOW_SPEED_BYTES` bytes a second over every window of ``timeout`` seconds (curl's
-  ``--speed-limit``/``--speed-time``).
+  ``--speed-limit``/``--speed-time``). While a download arrives fast it is read in blocking reads of
+  ``timeout`` x LOW_SPEED_BYTES bytes (at most 64 KiB), each of which the watchdog bounds to ``timeout``
+  seconds: the same limit, checked with fewer calls.
 
 The watchdog's one thread also runs the transfer log's timed lines (:func:`call_later`), so no request
 starts a thread of its own.
@@ -258,19 +260,29 @@ def read_body(raw: Any, read_timeout: float, *, download: bool) -> Iterator[list
     window = max(read_timeout, 1.0)
     pieces: list[bytes] = []
     gathered = 0
+    # A download that arrives fast is read in bulk: blocking reads of one window's worth at the low
+    # speed (so a server that keeps the limit always finishes one within the window), each bounded by
+    # the watchdog. One urllib3 call per few TLS records instead of one per record (~8 % of the CPU).
+    sock = getattr(getattr(raw, "connection", None), "sock", None)
+    bulk = int(min(_PIECE_SIZE, LOW_SPEED_BYTES * window))
+    can_bulk = download and not decode and sock is not None
+    in_bulk = False
+    gathering_since = started
     while True:
         # read1 returns what one socket read brought (over TLS one 16 KiB record), so the deadlines
-        # are checked after every read; the pieces are handed on gathered, about _READ_SIZE at a time.
-        chunk = read(_PIECE_SIZE, decode_content=decode)
+        # are checked after every read; a bulk read waits for its bytes under the watchdog.
+        chunk = _bulk_read(raw, bulk, window, sock) if in_bulk else read(_PIECE_SIZE, decode_content=decode)
         if chunk:
             pieces.append(chunk)
             gathered += len(chunk)
+        now = time.monotonic()
         if pieces and (not chunk or gathered >= _READ_SIZE or len(pieces) >= _MAX_PIECES):
             yield pieces
-            pieces, gathered = [], 0
+            # Bulk reads while the body comes at 64 times the limit or faster, piece by piece otherwise.
+            in_bulk = can_bulk and gathered >= 64 * LOW_SPEED_BYTES * (now - gathering_since)
+            pieces, gathered, gathering_since = [], 0, now
         if not chunk:
             return
-        now = time.monotonic()
         if not download and now - started > BODY_FACTOR * read_timeout:
             raise AnswerTooSlow(
                 f"did not send the whole answer within {BODY_FACTOR * read_timeout:g} s of its headers"
@@ -286,3 +298,24 @@ def read_body(raw: Any, read_timeout: float, *, download: bool) -> Iterator[list
                     f"below the {LOW_SPEED_BYTES} bytes/s the hook waits for"
                 )
             window_start, window_bytes = now, 0
+
+
+def _bulk_read(raw: Any, amount: int, window: float, sock: Any) -> bytes:
+    """``amount`` bytes of the body (fewer at its end), which must arrive within ``window`` seconds."""
+    token = _WATCHDOG.arm(window, _shut_down(sock))
+    try:
+        chunk: bytes = raw.read(amount, decode_content=False)
+    except Exception as exc:
+        if _WATCHDOG.disarm(token):
+            raise _too_slow_in_bulk(amount, window) from exc
+        raise
+    if _WATCHDOG.disarm(token):
+        raise _too_slow_in_bulk(amount, window)
+    return chunk
+
+
+def _too_slow_in_bulk(amount: int, window: float) -> AnswerTooSlow:
+    return AnswerTooSlow(
+        f"sent less than {amount} bytes of the download in {window:g} s, "
+        f"below the {LOW_SPEED_BYTES} bytes/s the hook waits for"
+    )
