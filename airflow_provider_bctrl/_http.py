@@ -177,9 +177,9 @@ def _read_capped(response: requests.Response, operation: str, settings: BctrlCon
     """Read a streamed answer into ``response.content``, refusing one over :data:`MAX_JSON_BYTES`."""
     chunks: list[bytes] = []
     size = 0
-    for chunk in body_chunks(response, settings, download=False):
-        chunks.append(chunk)
-        size += len(chunk)
+    for pieces in body_pieces(response, settings, download=False):
+        chunks += pieces
+        size += sum(map(len, pieces))
         if size > MAX_JSON_BYTES:
             break
     if size > MAX_JSON_BYTES:
@@ -193,10 +193,10 @@ def _read_capped(response: requests.Response, operation: str, settings: BctrlCon
     response._content = b"".join(chunks)
 
 
-def body_chunks(
+def body_pieces(
     response: requests.Response, settings: BctrlConnectionSettings, *, download: bool
-) -> Iterator[bytes]:
-    """The body as it arrives, within the deadlines of :mod:`~airflow_provider_bctrl._deadlines`.
+) -> Iterator[list[bytes]]:
+    """The body as it arrives, in lists of pieces, within the deadlines of :mod:`~airflow_provider_bctrl._deadlines`.
 
     urllib3's errors become requests' (as ``iter_content`` does); :class:`AnswerTooSlow` passes.
     """

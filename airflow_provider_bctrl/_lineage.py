@@ -52,7 +52,11 @@ class LineageCollector(Protocol):
 
 @dataclass(frozen=True)
 class LocalFile:
-    """A file on the worker: reported through the ``file`` asset factory, as the official hooks do."""
+    """A file on the worker: reported through the ``file`` asset factory, as the official hooks do.
+
+    The path is made absolute (symlinks resolved) when it is reported, so calls without a lineage
+    reader skip the system calls.
+    """
 
     path: Path
 
@@ -131,7 +135,7 @@ def _add(
     context: Any, add: Callable[..., None], item: LineageItem, get_file: Callable[[str], StoredFile]
 ) -> None:
     if isinstance(item, LocalFile):
-        add(context=context, scheme="file", asset_kwargs={"path": str(item.path)})
+        add(context=context, scheme="file", asset_kwargs={"path": str(item.path.resolve())})
         return
     uri = _stored_uri(get_file(item.file_id)) if isinstance(item, StoredFileRef) else item
     if uri:

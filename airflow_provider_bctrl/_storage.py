@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
@@ -80,13 +81,21 @@ def _object_path(value: Any, conn_id: str | None, argument: str) -> ObjectStorag
 
 @dataclass(frozen=True)
 class Source:
-    """A file to upload: its display name, size, and a way to open it for each attempt."""
+    """A file to upload: its display name, size, and a way to open it for each attempt.
+
+    Give ``local_path`` or ``object_path``. Its URI and shown name are worked out when first asked
+    for (a local one resolves symlinks, a few system calls a short upload that logs neither skips).
+    """
 
     name: str
     size: int
-    uri: str
     local_path: Path | None = None
     object_path: ObjectStoragePath | None = None
+
+    @cached_property
+    def uri(self) -> str:
+        """``file:///...`` (absolute, symlinks resolved) for a local file, else the object storage URI."""
+        return self.local_path.resolve().as_uri() if self.local_path is not None else str(self.object_path)
 
     @property
     def shown(self) -> str:
@@ -117,7 +126,7 @@ def resolve_source(source: Any, *, conn_id: str | None = None, argument: str = "
             raise
         except Exception as exc:  # object stores raise their own types (permissions, missing buckets)
             raise BctrlInputError(f"{argument} {str(path)!r} cannot be read: {exc}") from None
-        return Source(name=path.name, size=size, uri=str(path), object_path=path)
+        return Source(name=path.name, size=size, object_path=path)
     return local_source(check_local_file(source, argument), argument)
 
 
@@ -128,14 +137,14 @@ def local_source(path: Path, argument: str = "source") -> Source:
     except OSError:  # gone or changed since it was checked: say what is wrong with it now
         path = check_local_file(path, argument)
         size = path.stat().st_size
-    return Source(name=path.name, size=size, uri=path.resolve().as_uri(), local_path=path)
+    return Source(name=path.name, size=size, local_path=path)
 
 
 class Writable(Protocol):
     """What :meth:`Destination.atomic_writer` yields: something to write the bytes to."""
 
-    def write(self, data: bytes, /) -> int:
-        """Write ``data``; return the number of bytes written."""
+    def writelines(self, pieces: list[bytes], /) -> None:
+        """Write ``pieces`` one after the other (``io.IOBase.writelines``)."""
         ...
 
 
@@ -164,9 +173,8 @@ class Destination:
             final = self.local_path
             temp = final.with_name(_temp_name(final.name, token))
             try:
-                with temp.open("wb") as out:
-                    yield _LocalWriter(out, self.uri)
-                    self._written(out.flush)
+                with temp.open("wb", buffering=0) as out:
+                    yield _LocalWriter(out.fileno(), self.uri)
                     self._written(lambda: os.fsync(out.fileno()))
                 self._written(lambda: os.replace(temp, final))
             except BaseException:
@@ -207,15 +215,21 @@ class Destination:
 
 
 class _LocalWriter:
-    """A local temporary file whose write failures (a full disk, an I/O error) say which destination."""
+    """A local temporary file whose write failures (a full disk, an I/O error) say which destination.
 
-    def __init__(self, out: BinaryIO, uri: str) -> None:
-        self._out = out
+    Each list of pieces goes to the file with one ``writev``: no copy to join them first.
+    """
+
+    def __init__(self, fd: int, uri: str) -> None:
+        self._fd = fd
         self._uri = uri
 
-    def write(self, data: bytes) -> int:
+    def writelines(self, pieces: list[bytes]) -> None:
         try:
-            return self._out.write(data)
+            written = os.writev(self._fd, pieces)
+            rest = memoryview(b"".join(pieces))[written:] if written < sum(map(len, pieces)) else None
+            while rest:  # a short write (rare: a signal, a nearly full disk): the remainder, in order
+                rest = rest[os.write(self._fd, rest) :]
         except OSError as exc:
             raise _unwritable(self._uri, exc) from None
 

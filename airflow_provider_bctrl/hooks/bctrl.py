@@ -27,19 +27,11 @@ from airflow_provider_bctrl._arguments import (
     UploadArguments,
 )
 from airflow_provider_bctrl._connection_check import check_connection
-from airflow_provider_bctrl._deadlines import AnswerTooSlow
-from airflow_provider_bctrl._http import (
-    body_chunks,
-    new_session,
-    parse_model,
-    quiet_cause,
-    send,
-    too_slow,
-    transport_error,
-)
+from airflow_provider_bctrl._download import CONTENT_HEADERS, receive
+from airflow_provider_bctrl._http import new_session, parse_model, send
 from airflow_provider_bctrl._lineage import LineageItem, LocalFile, StoredFileRef, report_lineage, space_file
 from airflow_provider_bctrl._multipart import StreamingMultipartBody, guess_content_type
-from airflow_provider_bctrl._progress import TransferProgress
+from airflow_provider_bctrl._progress import StartLine, TransferProgress
 from airflow_provider_bctrl._retry import call_with_retries
 from airflow_provider_bctrl._settings import (
     DEFAULT_BACKOFF_BASE,
@@ -48,13 +40,11 @@ from airflow_provider_bctrl._settings import (
     load_settings,
     mask,
 )
-from airflow_provider_bctrl._storage import Destination, local_source, resolve_destination, resolve_source
+from airflow_provider_bctrl._storage import local_source, resolve_destination, resolve_source
 from airflow_provider_bctrl._validation import check_id, check_idempotency_key, check_name
 from airflow_provider_bctrl.exceptions import (
     BctrlConnectionConfigError,
     BctrlInputError,
-    BctrlTransportError,
-    BctrlUnexpectedResponseError,
 )
 from airflow_provider_bctrl.models import (
     CollectedFile,
@@ -196,6 +186,7 @@ class BctrlHook(BaseHook):
         stream: bool = False,
         max_retries: int | None = None,
         idempotent: bool | None = None,
+        start: StartLine | None = None,
     ) -> requests.Response:
         """Send an API request under the retry policy; return a successful response or raise.
 
@@ -203,27 +194,34 @@ class BctrlHook(BaseHook):
         :param body_factory: builds a fresh streaming body for every attempt (uploads).
         :param idempotent: whether a repeat cannot act twice (default: GET/HEAD only); a POST with an
             ``Idempotency-Key`` is, so it gets the read retry policy.
+        :param start: a transfer's held-back start line, logged as soon as an attempt fails (before
+            the retry's warning or the error), so a failed transfer says what it was.
         """
         settings = self.settings
         session = self.session
 
         def attempt() -> requests.Response:
             try:
-                body = body_factory() if body_factory is not None else None
-            except OSError as exc:  # the source vanished or became unreadable between attempts
-                raise BctrlInputError(f"The file to {operation} can no longer be read: {exc}") from exc
-            return send(
-                session,
-                settings,
-                method,
-                path,
-                operation=operation,
-                json_body=json_body,
-                body=body,
-                headers=headers,
-                stream=stream,
-                idempotent=idempotent,
-            )
+                try:
+                    body = body_factory() if body_factory is not None else None
+                except OSError as exc:  # the source vanished or became unreadable between attempts
+                    raise BctrlInputError(f"The file to {operation} can no longer be read: {exc}") from exc
+                return send(
+                    session,
+                    settings,
+                    method,
+                    path,
+                    operation=operation,
+                    json_body=json_body,
+                    body=body,
+                    headers=headers,
+                    stream=stream,
+                    idempotent=idempotent,
+                )
+            except BaseException:
+                if start is not None:
+                    start.emit()
+                raise
 
         return self._with_retries(operation, attempt, max_retries)
 
@@ -324,6 +322,19 @@ class BctrlHook(BaseHook):
         content_type = guess_content_type(filename)
         settings = self.settings  # connection problems surface before the file is opened
         progress: TransferProgress | None = None
+        # Held back: a short upload logs its summary line only (a line costs as much as the rest of a
+        # small upload's own work); a long or failed one says first what it is doing.
+        start = StartLine(
+            self.log,
+            PROGRESS_QUIET_SECONDS,
+            lambda: (
+                "Uploading %s (%d bytes) into runtime %s at %s",
+                origin.shown,
+                origin.size,
+                args.runtime_id,
+                settings.base_url,
+            ),
+        )
 
         def build_body() -> StreamingMultipartBody:
             nonlocal progress
@@ -342,33 +353,34 @@ class BctrlHook(BaseHook):
                 body.file_size,
                 quiet_seconds=PROGRESS_QUIET_SECONDS,
                 wait_notice=WAIT_NOTICE_SECONDS,
+                start=start,
             )
             body.on_progress = progress.update  # a fresh counter per attempt
             body.on_sent = progress.wait_for_answer
             body.on_closed = progress.answered  # send() closes the body when the attempt is over
             return body
 
-        self.log.info(
-            "Uploading %s (%d bytes) into runtime %s at %s",
-            origin.shown,
-            origin.size,
-            args.runtime_id,
-            settings.base_url,
-        )
-        response = self._request(
-            "POST",
-            f"/v1/runtimes/{_q(args.runtime_id)}/files/upload",
-            operation="upload",
-            body_factory=build_body,
-        )
-        staged: RuntimeStagedFile | None = None
         try:
-            staged = self._parse(response, "upload", RuntimeStagedFile.from_api)
+            response = self._request(
+                "POST",
+                f"/v1/runtimes/{_q(args.runtime_id)}/files/upload",
+                operation="upload",
+                body_factory=build_body,
+                start=start,
+            )
+            staged: RuntimeStagedFile | None = None
+            try:
+                staged = self._parse(response, "upload", RuntimeStagedFile.from_api)
+            except BaseException:
+                start.emit()
+                raise
+            finally:
+                # The summary is logged even when the answer cannot be parsed: the bytes did go.
+                if progress is not None:
+                    progress.finish(_upload_outcome(staged))
         finally:
-            # The summary is logged even when the answer cannot be parsed: the bytes did go.
-            if progress is not None:
-                progress.finish(_upload_outcome(staged))
-        read = LocalFile(origin.local_path.resolve()) if origin.local_path is not None else origin.uri
+            start.drop()  # not due yet: the summary line says enough
+        read = LocalFile(origin.local_path) if origin.local_path is not None else origin.uri
         self._report_lineage(inputs=[read], outputs=[StoredFileRef(staged.id)])
         return staged
 
@@ -472,76 +484,46 @@ class BctrlHook(BaseHook):
         target = resolve_destination(
             args.destination, lambda: self.get_file(args.file_id).name, conn_id=args.destination_conn_id
         )
+        # Held back like an upload's: a short download logs its summary line only.
+        start = StartLine(
+            self.log,
+            PROGRESS_QUIET_SECONDS,
+            lambda: ("Downloading file %s from %s to %s", args.file_id, self.settings.base_url, target.shown),
+        )
+
+        def attempt() -> str:
+            try:
+                response = self._request(
+                    "GET",
+                    f"/v1/files/{_q(args.file_id)}/content",
+                    operation="download",
+                    stream=True,
+                    headers=CONTENT_HEADERS,
+                    max_retries=0,  # the loop below repeats the whole transfer
+                )
+                return receive(
+                    response,
+                    target,
+                    file_id=args.file_id,
+                    settings=self.settings,
+                    stored_size=lambda: self.get_file(args.file_id).size_bytes,
+                    log=self.log,
+                    quiet_seconds=PROGRESS_QUIET_SECONDS,
+                    start=start,
+                )
+            except BaseException:
+                start.emit()  # before the retry's warning or the error
+                raise
+
         # The same retry loop as every request, around the whole transfer: a break in the middle of
         # the body starts it again from the first byte, into a fresh temporary file.
-        self.log.info("Downloading file %s from %s to %s", args.file_id, self.settings.base_url, target.shown)
-        uri = self._with_retries("download", lambda: self._download_once(args.file_id, target))
-        wrote = LocalFile(target.local_path.resolve()) if target.local_path is not None else target.uri
+        try:
+            uri = self._with_retries("download", attempt)
+        finally:
+            start.drop()
+        wrote = LocalFile(target.local_path) if target.local_path is not None else target.uri
         self._report_lineage(inputs=[StoredFileRef(args.file_id)], outputs=[wrote])
         return uri
-
-    def _download_once(self, file_id: str, target: Destination) -> str:
-        response = self._request(
-            "GET",
-            f"/v1/files/{_q(file_id)}/content",
-            operation="download",
-            stream=True,
-            # The bytes as stored: no transparent decompression, so Content-Length counts what we read.
-            headers={"Accept": "*/*", "Accept-Encoding": "identity"},
-            max_retries=0,  # the caller's retry loop repeats the whole transfer
-        )
-        # A server may compress although identity was asked for; requests then decodes, and
-        # Content-Length counts the compressed bytes, so the stored file's size is the check instead.
-        encoding = response.headers.get("Content-Encoding", "identity").strip().lower() or "identity"
-        expected = _int_header(response, "Content-Length") if encoding == "identity" else None
-        progress = TransferProgress(
-            self.log, f"Download of {file_id}", expected or 0, quiet_seconds=PROGRESS_QUIET_SECONDS
-        )
-        received = 0
-        try:
-            # Without a usable Content-Length the stored file's size is the check, known before the
-            # first byte is written: a body that outgrows it (a decompression bomb) stops at once.
-            size = expected if expected is not None else self.get_file(file_id).size_bytes
-            if size is not None:
-                target.check_room(size)
-            with target.atomic_writer() as out:
-                for chunk in body_chunks(response, self.settings, download=True):
-                    out.write(chunk)
-                    received += len(chunk)
-                    if expected:
-                        progress.update(received)
-                    elif size is not None and received > size:
-                        raise self._size_mismatch(file_id, f"more than {size}", size, encoding)
-                if expected is not None and received != expected:
-                    raise BctrlTransportError(
-                        f"The download of {file_id} ended after {received} of {expected} bytes; "
-                        "nothing was written.",
-                        retryable=True,
-                    )
-                if size is not None and received != size:
-                    raise self._size_mismatch(file_id, str(received), size, encoding)
-        except AnswerTooSlow as exc:
-            raise too_slow(exc, "download", self.settings, idempotent=True) from quiet_cause(
-                exc, self.settings
-            )
-        except requests.RequestException as exc:
-            raise transport_error(exc, "download", self.settings, idempotent=True) from quiet_cause(
-                exc, self.settings
-            )
-        finally:
-            response.close()
-        progress.done = received
-        progress.finish(f"written to {target.shown}")
-        return target.uri
-
-    @staticmethod
-    def _size_mismatch(file_id: str, received: str, size: int, encoding: str) -> BctrlUnexpectedResponseError:
-        """The error for a download without a usable Content-Length whose size is not ``sizeBytes``."""
-        how = "" if encoding == "identity" else f", after undoing the {encoding} encoding the server added"
-        return BctrlUnexpectedResponseError(
-            f"The download of {file_id} gave {received} bytes{how}, but the stored file has {size}; "
-            "nothing was written."
-        )
 
     # ------------------------------------------------------------------ hook-level lineage
 
@@ -617,11 +599,6 @@ class BctrlHook(BaseHook):
         runtime_id = check_id(runtime_id, "runtime_id")
         response = self._request("GET", f"/v1/runtimes/{_q(runtime_id)}", operation="get runtime")
         return self._parse(response, "get runtime", Runtime.from_api)
-
-
-def _int_header(response: requests.Response, name: str) -> int | None:
-    value = response.headers.get(name)
-    return int(value) if value is not None and value.isdigit() else None
 
 
 def _upload_outcome(staged: RuntimeStagedFile | None) -> str:

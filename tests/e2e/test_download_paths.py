@@ -39,8 +39,17 @@ def _build_dag(file_id: str, destination: str) -> Any:
 
 
 def test_a_path_with_spaces_and_non_ascii_reaches_a_downstream_task_as_a_plain_path(
-    run_dag: Any, emu: BctrlEmulator, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    run_dag: Any,
+    emu: BctrlEmulator,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from airflow_provider_bctrl.hooks import bctrl
+
+    monkeypatch.setattr(
+        bctrl, "PROGRESS_QUIET_SECONDS", 0.0
+    )  # the start line at once, as for a long download
     runtime = emu.create_runtime()
     data = '{"Grüße": "naïve café"}'.encode()
     emu.write_runtime_file(runtime, "/tmp/out/result.json", data)
@@ -79,9 +88,16 @@ def test_a_path_with_spaces_and_non_ascii_reaches_a_downstream_task_as_a_plain_p
 
 
 def test_the_upload_log_line_names_a_plain_path(
-    bctrl_conn_env: str, runtime_id: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    bctrl_conn_env: str,
+    runtime_id: str,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from airflow_provider_bctrl.hooks import bctrl
     from airflow_provider_bctrl.hooks.bctrl import BctrlHook
+
+    monkeypatch.setattr(bctrl, "PROGRESS_QUIET_SECONDS", 0.0)  # the start line at once, as for a long upload
 
     source = tmp_path / FOLDER / FILE_NAME
     source.parent.mkdir()

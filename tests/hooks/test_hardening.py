@@ -239,6 +239,34 @@ def test_a_trickling_download_ends_per_attempt_and_leaves_nothing(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_download_that_starts_fast_and_then_trickles_ends_within_a_few_timeouts(
+    drip: Callable[..., LoopbackServer], tmp_path: Path
+) -> None:
+    """After a fast start the body is read in blocking bulk reads; the watchdog still bounds each one."""
+    size = 8 * 1024 * 1024
+    head = f"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {size}\r\n\r\n"
+
+    def handle(conn: socket.socket) -> None:
+        with conn:
+            read_request(conn)
+            conn.sendall(head.encode() + b"x" * (4 * 1024 * 1024))  # fast: bulk reads from here on
+            stop = time.monotonic() + 8
+            while time.monotonic() < stop:
+                conn.sendall(b"x" * 20)  # 100 bytes/s, below the limit, never silent for a whole timeout
+                time.sleep(0.2)
+
+    server = drip(handle)
+    started = time.monotonic()
+    # the bulk reads' own words: fewer than one second's worth at the limit arrived within the timeout
+    with pytest.raises(
+        BctrlTransportError, match=r"less than 1024 bytes of the download in 1 s, below the 1024"
+    ):
+        BctrlHook(timeout=1, max_retries=0).download_file("file-1", tmp_path / "out.bin")
+    assert time.monotonic() - started < 4
+    assert server.accepted == 1
+    assert list(tmp_path.iterdir()) == []
+
+
 # ------------------------------------------------------------------ 3: a server that echoes the key
 
 

@@ -20,6 +20,7 @@ import pytest
 from _loopback import HttpRecorder
 
 from airflow_provider_bctrl._progress import TransferProgress, human_size
+from airflow_provider_bctrl.exceptions import BctrlNotFoundError
 from airflow_provider_bctrl.hooks import bctrl as bctrl_module
 from airflow_provider_bctrl.hooks.bctrl import BctrlHook
 
@@ -392,13 +393,18 @@ def test_waiting_lines_repeat_at_the_interval_and_stop_when_answered(
 def test_without_wait_notice_nothing_waits(logger: logging.Logger, caplog: pytest.LogCaptureFixture) -> None:
     progress = TransferProgress(logger, "Upload of x", 10, wait_notice=None)
     progress.wait_for_answer()
-    assert progress._waiter is None
+    assert progress._waiting is None
 
 
 @pytest.mark.usefixtures("bctrl_conn_env")
-def test_a_download_starts_with_a_line_naming_what_from_where_to_where(
-    runtime_id: str, emu: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+def test_a_long_download_starts_with_a_line_naming_what_from_where_to_where(
+    runtime_id: str,
+    emu: Any,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(bctrl_module, "PROGRESS_QUIET_SECONDS", 0.0)  # every transfer counts as long
     source = tmp_path / "in.bin"
     source.write_bytes(b"x" * 1000)
     target = tmp_path / "Q1 reports" / "Übersicht.bin"
@@ -410,7 +416,91 @@ def test_a_download_starts_with_a_line_naming_what_from_where_to_where(
         hook.download_file(file_id, target)
 
     messages = _messages(caplog, "tests.bctrl.hook")
+    assert messages[0] == f"Uploading {source} (1000 bytes) into runtime {runtime_id} at {emu.url}"
     start = f"Downloading file {file_id} from {emu.url} to {target}"
     assert start in messages
     (summary,) = [m for m in _summary_lines(messages) if m["label"] == f"Download of {file_id}"]
     assert messages.index(start) < messages.index(summary.string)
+
+
+@pytest.mark.usefixtures("bctrl_conn_env")
+def test_a_short_transfer_logs_its_summary_line_only(
+    runtime_id: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Within the quiet seconds the start line is not due: one line per transfer, saying it all."""
+    source = tmp_path / "in.bin"
+    source.write_bytes(b"x" * 1000)
+    with BctrlHook(max_retries=0) as hook:
+        hook._log = logging.getLogger("tests.bctrl.hook")  # type: ignore[assignment]
+        caplog.set_level(logging.INFO, logger="tests.bctrl.hook")
+        file_id = hook.upload_file(runtime_id, source).id
+        hook.download_file(file_id, tmp_path / "out.bin")
+    time.sleep(0.1)  # a start line still pending on the watchdog's thread would be cancelled, not late
+
+    messages = _messages(caplog, "tests.bctrl.hook")
+    assert [m["label"] for m in _summary_lines(messages)] == ["Upload of in.bin", f"Download of {file_id}"]
+    assert len(messages) == 2, messages
+
+
+@pytest.mark.usefixtures("bctrl_conn_env")
+def test_a_failed_transfer_says_what_it_was_before_its_error(
+    runtime_id: str, emu: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with BctrlHook(max_retries=0) as hook:
+        hook._log = logging.getLogger("tests.bctrl.hook")  # type: ignore[assignment]
+        caplog.set_level(logging.INFO, logger="tests.bctrl.hook")
+        with pytest.raises(BctrlNotFoundError):
+            hook.download_file("no-such-file", tmp_path / "out.bin")
+        source = tmp_path / "in.bin"
+        source.write_bytes(b"x")
+        with pytest.raises(BctrlNotFoundError):
+            hook.upload_file("no-such-runtime", source)
+
+    assert _messages(caplog, "tests.bctrl.hook") == [
+        f"Downloading file no-such-file from {emu.url} to {tmp_path / 'out.bin'}",
+        f"Uploading {source} (1 bytes) into runtime no-such-runtime at {emu.url}",
+    ]
+
+
+def test_a_blocked_upload_says_what_it_is_doing_after_the_quiet_seconds(
+    slow_server: Callable[[float], HttpRecorder],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The start line comes from the watchdog's thread while the upload waits: not only at its end."""
+    monkeypatch.setattr(bctrl_module, "PROGRESS_QUIET_SECONDS", 0.2)
+    monkeypatch.setattr(bctrl_module, "WAIT_NOTICE_SECONDS", 0.5)
+    slow_server(1.0)
+
+    messages = _upload_logged(tmp_path, caplog)
+
+    assert messages[0].startswith(f"Uploading {tmp_path / 'slow.bin'} (4 bytes) into runtime rt-1 at http://")
+    assert WAITING.match(messages[1]), messages
+    assert SUMMARY.match(messages[2]), messages
+    assert len(messages) == 3
+
+
+@pytest.mark.usefixtures("bctrl_conn_env")
+def test_transfers_start_no_thread_per_call(
+    runtime_id: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The waiting and start lines are timed by the watchdog's one thread: none is started per call."""
+    import threading
+
+    started: list[str] = []
+    original = threading.Thread.start
+
+    def counting(thread: threading.Thread) -> None:
+        started.append(thread.name)
+        original(thread)
+
+    source = tmp_path / "in.bin"
+    source.write_bytes(b"x" * 100)
+    with BctrlHook(max_retries=0) as hook:
+        file_id = hook.upload_file(runtime_id, source).id  # the first call may start the watchdog
+        monkeypatch.setattr(threading.Thread, "start", counting)
+        for _ in range(5):
+            hook.upload_file(runtime_id, source)
+            hook.download_file(file_id, tmp_path / "out.bin")
+    assert [name for name in started if name.startswith("bctrl")] == []
