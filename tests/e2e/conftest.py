@@ -57,7 +57,9 @@ def _register(dag: Any) -> None:
                 files_parsed=set(),
             )
         else:
-            if dag.relative_fileloc is None:  # set by 3.0's DagBag: a file outside a bundle keeps its path
+            if dag.relative_fileloc is None:
+                # 3.0's DagBag sets it while parsing (a file outside any bundle keeps its full path);
+                # a DAG built in a test module has none, and the DAG table needs one.
                 dag.relative_fileloc = dag.fileloc
             update_dag_parsing_results_in_db(
                 "dags-folder",
