@@ -33,27 +33,50 @@ def airflow_db() -> None:
 
 
 def _register(dag: Any) -> None:
-    """Serialise a DAG defined in a test module, which ``dag.test()`` would not find in the dags folder.
+    """Write a DAG to the metadata DB as the DAG processor does: DAG row, serialized DAG, its assets.
 
-    Airflow 3.0's ``dag.test()`` runs the DAG object it is handed without looking it up: nothing to do.
+    ``run_dag`` calls this for DAGs defined in a test module, which ``dag.test()`` would not find in
+    the dags folder. Airflow 3.0's ``dag.test()`` registers nothing at all, so on 3.0 tests call it for
+    example DAGs too when they need what registration brings (active assets, schedule references).
+    Same call as 3.0's DAG processor (``_parse_file`` + ``process_parse_results``): the DAG serialized
+    to a dict, wrapped in ``LazyDeserializedDAG``, handed to ``update_dag_parsing_results_in_db``,
+    which writes the DAG, its version and its assets and activates the assets.
     """
-    if not AIRFLOW_V_3_1_PLUS:
-        return
     from airflow.dag_processing.collection import update_dag_parsing_results_in_db
-    from airflow.serialization.serialized_objects import LazyDeserializedDAG
+    from airflow.serialization.serialized_objects import LazyDeserializedDAG, SerializedDAG
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        update_dag_parsing_results_in_db(
-            "dags-folder",
-            None,
-            [LazyDeserializedDAG.from_dag(dag)],
-            {},
-            None,
-            set(),
-            session=session,
-            files_parsed=set(),
-        )
+        if AIRFLOW_V_3_1_PLUS:
+            update_dag_parsing_results_in_db(
+                "dags-folder",
+                None,
+                [LazyDeserializedDAG.from_dag(dag)],
+                {},
+                None,
+                set(),
+                session=session,
+                files_parsed=set(),
+            )
+        else:
+            if dag.relative_fileloc is None:
+                # 3.0's DagBag sets it while parsing (a file outside any bundle keeps its full path);
+                # a DAG built in a test module has none, and the DAG table needs one.
+                dag.relative_fileloc = dag.fileloc
+            update_dag_parsing_results_in_db(
+                "dags-folder",
+                None,
+                [LazyDeserializedDAG(data=SerializedDAG.to_dict(dag))],
+                {},
+                set(),
+                session=session,
+            )
+
+
+@pytest.fixture
+def register_dag(airflow_db: None) -> Callable[[Any], None]:
+    """:func:`_register`, for a test that must put a DAG into the metadata DB itself (Airflow 3.0)."""
+    return _register
 
 
 _run_counter = itertools.count(1)

@@ -24,16 +24,15 @@ from dagrun_helpers import DagRunResult, collect_run
 
 from airflow_provider_bctrl.testing.emulator import BctrlEmulator
 
-# Airflow 2.11 has no bctrl:// assets (refused at parse time: tests/test_airflow_lines.py). Airflow 3.0's
-# dag.test() syncs no DAG to the metadata DB, so a bctrl:// outlet is an inactive asset there and the task
-# fails with AirflowInactiveAssetInInletOrOutletException before our code runs; under a scheduler the pair
-# works (the DAG processor registers the assets). Not yet reproduced with a scheduler in CI: docs/installation.md.
-pytestmark = pytest.mark.airflow_lines(
-    "3.1",
-    "3.2",
-    "3.3",
-    reason="the asset pair needs dag.test() to register assets (Airflow 3.1+); 2.11 has no bctrl:// assets",
-)
+# Airflow 2.11 has no bctrl:// assets (refused at parse time: tests/test_airflow_lines.py). On 3.0,
+# whose dag.test() registers nothing, the pair is registered first as 3.0's DAG processor does it
+# (the ``pair_registered`` fixture below).
+pytestmark = [
+    pytest.mark.airflow_lines(
+        "3.0", "3.1", "3.2", "3.3", reason="2.11 has no bctrl:// assets (refused at parse time)"
+    ),
+    pytest.mark.usefixtures("pair_registered"),
+]
 
 REPORT_PATH = "/tmp/runtime/output/report.json"
 PRODUCER, CONSUMER = "bctrl_asset_producer", "bctrl_asset_consumer"
@@ -45,6 +44,24 @@ def space(emu: BctrlEmulator, monkeypatch: pytest.MonkeyPatch) -> str:
     """The pair's space, given the way a deployment gives it: the BCTRL_SPACE_ID environment variable."""
     monkeypatch.setenv("BCTRL_SPACE_ID", emu.space_id)
     return emu.space_id
+
+
+@pytest.fixture
+def pair_registered(space: str, load_example: Any, register_dag: Any) -> None:
+    """Both DAGs of the pair in the metadata DB, their assets active, as a deployment has them.
+
+    Under a scheduler the DAG processor registers every DAG it parses; ``dag.test()`` on 3.1+ does
+    the same for the dags folder before its run. Airflow 3.0's ``dag.test()`` registers nothing, so a
+    ``bctrl://`` outlet would be an inactive asset there (``AirflowInactiveAssetInInletOrOutletException``
+    before any provider code runs) and no consumer run would be queued: register the pair here,
+    through the DAG processor's own call. On 3.1+ nothing is done, so the suite keeps proving that
+    ``dag.test()`` registers them itself.
+    """
+    from airflow_provider_bctrl.version_compat import AIRFLOW_V_3_1_PLUS
+
+    if not AIRFLOW_V_3_1_PLUS:
+        for dag_id in (PRODUCER, CONSUMER):
+            register_dag(load_example(dag_id))
 
 
 @pytest.fixture
@@ -184,6 +201,20 @@ def _asset_triggered_run_factory(**kwargs: Any) -> Any:
     return dag_run
 
 
+def _patch_run_factory(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make ``dag.test()`` create its run with :func:`_asset_triggered_run_factory`."""
+    from airflow_provider_bctrl.version_compat import AIRFLOW_V_3_1_PLUS
+
+    if AIRFLOW_V_3_1_PLUS:
+        import airflow.models.dagrun
+
+        monkeypatch.setattr(airflow.models.dagrun, "get_or_create_dagrun", _asset_triggered_run_factory)
+    else:  # 3.0's dag.test() imports its run factory from airflow.models.dag at call time
+        import airflow.models.dag
+
+        monkeypatch.setattr(airflow.models.dag, "_get_or_create_dagrun", _asset_triggered_run_factory)
+
+
 def _consumed_event_ids(dag_id: str, run_id: str) -> set[int]:
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
@@ -256,7 +287,7 @@ def test_consumer_runs_on_the_triggering_event(
     download_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    _produce(run_dag, load_example, emu)  # registers both DAGs of the pair in the metadata DB
+    _produce(run_dag, load_example, emu)  # on 3.1+ dag.test() registers both DAGs of the pair here
     _set_paused(CONSUMER, False)  # Airflow queues runs only for unpaused consumers
     _clear_queue(CONSUMER)
     try:
@@ -265,9 +296,7 @@ def test_consumer_runs_on_the_triggering_event(
         # What the scheduler acts on: a queued run of the consumer for this asset.
         assert [asset_id for asset_id, _ in _queued_for(CONSUMER)] == [event.asset_id]
 
-        import airflow.models.dagrun
-
-        monkeypatch.setattr(airflow.models.dagrun, "get_or_create_dagrun", _asset_triggered_run_factory)
+        _patch_run_factory(monkeypatch)
         dag_run = load_example(CONSUMER).test(logical_date=None)
     finally:
         _set_paused(CONSUMER, True)

@@ -185,3 +185,50 @@ def test_lifecycle_example_waits_deferred_under_airflow_dags_test(tmp_path: Path
     # DEBUG logging was on: the trigger's connection lookup leaked the key through the in-process
     # supervisor's log on 3.1+ until it guarded it as the hook does.
     assert KEY not in output, [line for line in output.splitlines() if KEY in line][:5]
+
+
+@pytest.mark.slow
+@pytest.mark.airflow_lines(
+    "3.0", reason="3.1+'s airflow dags test registers the dags folder itself (test_asset_pair.py)"
+)
+def test_asset_producer_under_airflow_dags_test_after_reserialize_on_3_0(tmp_path: Path) -> None:
+    """What docs/installation.md tells 3.0 users: ``airflow dags reserialize`` (the DAG processor's
+    parse and registration) before ``airflow dags test`` makes a ``bctrl://`` outlet an active asset,
+    and the run records the asset event with the stored file's ids."""
+    import shutil
+    import sqlite3
+
+    home, dags = tmp_path / "home", tmp_path / "dags"
+    dags.mkdir()
+    example = Path(__file__).resolve().parents[2] / "example_dags" / "bctrl_asset_producer.py"
+    shutil.copy(example, dags / example.name)
+    report = b'{"day": "today"}'
+
+    with BctrlEmulator(api_key=KEY, data_dir=tmp_path / "emulator") as emu:
+        runtime_id = emu.create_runtime()
+        emu.write_runtime_file(runtime_id, "/tmp/runtime/output/report.json", report)
+        env = {**_airflow_env(home, dags, emu), "BCTRL_SPACE_ID": emu.space_id}
+        for args in (["db", "migrate"], ["dags", "reserialize"]):
+            done = _run(args, env, timeout=300)
+            assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+        conf = json.dumps({"runtime_id": runtime_id})
+        done = _run(["dags", "test", "bctrl_asset_producer", "-c", conf], env, timeout=600)
+        output = done.stdout + done.stderr
+        assert done.returncode == 0, output[-5000:]
+        assert "InactiveAsset" not in output
+        stored = {f["id"]: f for f in emu.stored_files()}
+
+    uri = f"bctrl://{emu.space_id}/reports/daily"
+    with sqlite3.connect(home / "airflow.db") as db:
+        assert db.execute("SELECT uri FROM asset_active").fetchall() == [(uri,)]
+        rows = db.execute(
+            "SELECT e.source_dag_id, e.source_task_id, e.extra FROM asset_event e"
+            " JOIN asset a ON a.id = e.asset_id WHERE a.uri = ?",
+            (uri,),
+        ).fetchall()
+    ((dag_id, task_id, extra_json),) = rows
+    assert (dag_id, task_id) == ("bctrl_asset_producer", "collect_report")
+    extra = json.loads(extra_json)
+    assert stored[extra["file_id"]]["sha256"] == hashlib.sha256(report).hexdigest()
+    assert extra["uri"] == f"bctrl://{emu.space_id}/{extra['path']}"
+    assert KEY not in output

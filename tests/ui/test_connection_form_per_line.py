@@ -7,13 +7,18 @@
 - Airflow 2.11: the Flask UI's form is built from the same hook classmethods through the providers
   manager; the widgets it gets are checked (real WTForms fields, labels, defaults).
 
-No browser: this runs on every leg of the CI matrix. The full browser walk-through (add, Test, edit)
-is ``test_connection_ui.py``, on the newest line.
+On 3.0, 3.1 and 3.2 the form is also opened in Debian's Chromium (``ui_form`` marker, which
+``make test-matrix`` selects): the React UI of that line's api-server renders the BCTRL type's fields
+with our labels, the API key in a password input, and shows a saved key only masked. The full browser
+walk-through on the newest line (add, Test, edit) is ``test_connection_ui.py``.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,22 +27,34 @@ from _airflow_process import (
     AIRFLOW_BIN,
     airflow_env,
     free_port,
+    log_tail,
     run_airflow,
     start_group,
     stop_group,
     wait_for_http,
 )
+from _browser import chromium, open_section
 
 from airflow_provider_bctrl import CONN_FIELDS
 from airflow_provider_bctrl.version_compat import AIRFLOW_V_3_2_PLUS
 
 KEY = "bctrl_form_Rr5secretJj61"
+UI_KEY = "bctrl_form_ui_Mm8secretQq27"
 THREE_X = ("3.0", "3.1", "3.2", "3.3")
+UI_TIMEOUT_MS = 30_000
+
+
+@dataclass
+class ApiServer:
+    """A running ``airflow api-server``: its base URL and log."""
+
+    url: str
+    log_path: Path
 
 
 @pytest.fixture(scope="module")
-def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``airflow api-server`` on loopback with all-admins auth; its base URL."""
+def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
+    """``airflow api-server`` on loopback with all-admins auth (one per module: both tests share it)."""
     home = tmp_path_factory.mktemp("form-airflow-home")
     (home / "dags").mkdir()
     port = free_port()
@@ -57,19 +74,20 @@ def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     )
     try:
         wait_for_http(f"{url}/api/v2/monitor/health", process, log_path, timeout=120)
-        yield url
+        yield ApiServer(url=url, log_path=log_path)
     finally:
         stop_group(process)
 
 
 @pytest.mark.airflow_lines(*THREE_X, reason="Airflow 2.11 has no api-server; its form is checked below")
-def test_form_fields_labels_and_masking_from_the_api_server(api_server: str) -> None:
+def test_form_fields_labels_and_masking_from_the_api_server(api_server: ApiServer) -> None:
+    url = api_server.url
     # The API wants a token: 3.0 and 3.2+ make one for every request under all-admins, 3.1 does not,
     # so ask for it as a client would (GET /auth/token needs no credentials under all-admins).
-    token = requests.get(f"{api_server}/auth/token", timeout=(5, 60))
+    token = requests.get(f"{url}/auth/token", timeout=(5, 60))
     assert token.status_code == 201, token.text
     auth = {"Authorization": f"Bearer {token.json()['access_token']}"}
-    response = requests.get(f"{api_server}/ui/connections/hook_meta", headers=auth, timeout=(5, 120))
+    response = requests.get(f"{url}/ui/connections/hook_meta", headers=auth, timeout=(5, 120))
     assert response.status_code == 200, response.text
     (meta,) = [item for item in response.json() if item["connection_type"] == "bctrl"]
     assert meta["hook_name"] == "BCTRL"
@@ -101,12 +119,84 @@ def test_form_fields_labels_and_masking_from_the_api_server(api_server: str) -> 
         "host": "http://127.0.0.1:9",
         "password": KEY,
     }
-    created = requests.post(f"{api_server}/api/v2/connections", json=body, headers=auth, timeout=(5, 60))
+    created = requests.post(f"{url}/api/v2/connections", json=body, headers=auth, timeout=(5, 60))
     assert created.status_code == 201, created.text
-    read = requests.get(f"{api_server}/api/v2/connections/bctrl_form", headers=auth, timeout=(5, 60))
+    read = requests.get(f"{url}/api/v2/connections/bctrl_form", headers=auth, timeout=(5, 60))
     assert read.status_code == 200, read.text
     assert KEY not in read.text
     assert read.json()["password"] != KEY
+
+
+@pytest.mark.ui
+@pytest.mark.ui_form
+@pytest.mark.airflow_lines(
+    "3.0",
+    "3.1",
+    "3.2",
+    reason="on 3.3 test_connection_ui.py drives the same form (and the Test button) in the browser",
+)
+def test_form_in_the_browser(api_server: ApiServer) -> None:
+    """Add Connection, type BCTRL, in this line's UI: our fields and labels, the key a password, masked once saved."""
+    conn_id = "bctrl_form_ui"
+    started = time.monotonic()
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.set_default_timeout(UI_TIMEOUT_MS)
+        try:
+            # Log in first, through the URL the UI itself redirects to on a 401 (all-admins: no
+            # credentials; it lands on the home page). Opening /connections straight away works on
+            # 3.0 and 3.2, but on 3.1 the UI's own login redirect lands on the home page, not there.
+            page.goto(f"{api_server.url}/api/v2/auth/login", wait_until="networkidle")
+            page.goto(f"{api_server.url}/connections", wait_until="networkidle")
+            page.get_by_role("button", name="Add Connection").click()
+            dialog = page.get_by_role("dialog")
+            dialog.get_by_label("Connection ID").fill(conn_id)
+            dialog.get_by_role("combobox").click()
+            page.keyboard.type("BCTRL")
+            page.get_by_role("option", name="BCTRL", exact=True).click()
+
+            # Standard fields: relabelled, placeholder shown, the unused ones hidden, the key masked.
+            host = dialog.get_by_label("API base URL")
+            key = dialog.get_by_label("API key")
+            assert host.get_attribute("placeholder") == "https://api.bctrl.ai"
+            assert key.get_attribute("type") == "password"
+            for hidden in ("Login", "Port", "Schema"):
+                assert dialog.get_by_label(hidden, exact=True).count() == 0, f"{hidden} should be hidden"
+            host.fill("http://127.0.0.1:9")
+            key.fill(UI_KEY)
+
+            # Extra fields: every one of ours, with its label and default.
+            open_section(dialog, "Extra Fields")
+            for name, declared in CONN_FIELDS.items():
+                assert dialog.locator(f"[name=element_{name}]").is_visible(), name
+                assert dialog.get_by_text(declared["label"], exact=True).is_visible(), declared["label"]
+            assert dialog.locator("[name=element_timeout]").input_value() == "60"
+            assert dialog.locator("[name=element_max_retries]").input_value() == "3"
+            insecure = dialog.locator("[name=element_allow_insecure_http]")
+            assert insecure.get_attribute("type") == "checkbox"
+            assert not insecure.is_checked()
+
+            with page.expect_response(
+                lambda r: r.url.endswith("/api/v2/connections") and r.request.method == "POST"
+            ) as created:
+                dialog.get_by_role("button", name="Save").click()
+            assert created.value.status == 201, created.value.text()
+            dialog.wait_for(state="detached")
+
+            # The saved key comes back masked in the edit form, and nowhere in the page in clear.
+            row = page.get_by_role("row").filter(has_text=conn_id)
+            row.get_by_role("button", name="Edit Connection").click()
+            dialog = page.get_by_role("dialog")
+            open_section(dialog, "Standard Fields")
+            key = dialog.get_by_label("API key")
+            assert key.get_attribute("type") == "password"
+            assert key.input_value() == "***"
+            assert UI_KEY not in page.content()
+        except Exception:
+            print(log_tail(api_server.log_path))
+            raise
+    print(f"browser check of the form: {time.monotonic() - started:.1f} s")
+    assert UI_KEY not in api_server.log_path.read_text(encoding="utf-8", errors="replace")
 
 
 @pytest.mark.airflow_lines("2.11", reason="Airflow 3 reads the form through the api-server (test above)")

@@ -35,6 +35,7 @@ from _airflow_process import (
     stop_group,
     wait_for_http,
 )
+from _browser import chromium, open_section
 
 from airflow_provider_bctrl import CONN_FIELDS
 from airflow_provider_bctrl.testing.emulator import BctrlEmulator
@@ -42,17 +43,6 @@ from airflow_provider_bctrl.testing.emulator import BctrlEmulator
 pytestmark = [pytest.mark.ui, pytest.mark.slow]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
-#: Flags for a headless Chromium in a container with no network beyond loopback.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 KEY = "bctrl_ui_Tt6secretWw90"
 WRONG_KEY = "bctrl_ui_wrong_Yy3secretPp14"
 CONN_ID = "bctrl_ui"
@@ -124,19 +114,8 @@ def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Debian's Chromium under Playwright; a missing browser is a failure with the fix in it."""
-    if not CHROMIUM.exists():
-        pytest.fail(
-            f"{CHROMIUM} is missing, so the UI tests cannot run. Install Debian's chromium "
-            "(`make system-deps`, or `apt-get install -y chromium`); never `playwright install`."
-        )
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 # ------------------------------------------------------------------------------ form metadata
@@ -260,13 +239,6 @@ def _shot(page: Any, name: str) -> Path:
     return path
 
 
-def _open_section(dialog: Any, title: str) -> None:
-    """Open one of the form's accordion sections (only one is open at a time)."""
-    trigger = dialog.get_by_role("button", name=title, exact=True)
-    if trigger.get_attribute("aria-expanded") != "true":
-        trigger.click()
-
-
 def test_add_test_edit_connection_in_the_browser(api_server: ApiServer, browser: Any) -> None:
     """Add a connection through the form, Test it, break its key, Test again; the key stays masked."""
     emulator = api_server.emulator
@@ -295,7 +267,7 @@ def test_add_test_edit_connection_in_the_browser(api_server: ApiServer, browser:
         key.fill(KEY)
         form_shot = _shot(page, "01-add-connection-standard-fields.png")
 
-        _open_section(dialog, "Extra Fields")
+        open_section(dialog, "Extra Fields")
         for label in (
             "Default space id",
             "Subaccount id",
@@ -340,7 +312,7 @@ def test_add_test_edit_connection_in_the_browser(api_server: ApiServer, browser:
         button.dismiss_toasts()
         page.get_by_role("row").filter(has_text=CONN_ID).get_by_role("button", name="Edit Connection").click()
         dialog = page.get_by_role("dialog")
-        _open_section(dialog, "Standard Fields")
+        open_section(dialog, "Standard Fields")
         key = dialog.get_by_label("API key")
         assert key.get_attribute("type") == "password"
         assert key.input_value() == "***"
