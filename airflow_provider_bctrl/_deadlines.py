@@ -7,8 +7,9 @@
   :data:`BODY_FACTOR` x the read timeout after its headers; a download must keep up at least
   :data:`LOW_SPEED_BYTES` bytes a second over every window of ``timeout`` seconds (curl's
   ``--speed-limit``/``--speed-time``). While a download arrives fast it is read in blocking reads of
-  ``timeout`` x LOW_SPEED_BYTES bytes (at most 64 KiB), each of which the watchdog bounds to ``timeout``
-  seconds: the same limit, checked with fewer calls.
+  ``timeout`` x LOW_SPEED_BYTES bytes (16-64 KiB), each of which the watchdog bounds to ``timeout``
+  seconds: fewer calls; a server that keeps the limit always passes, and one that pauses longer than
+  ``timeout`` after a fast start is stopped at that pause.
 
 The watchdog's one thread also runs the transfer log's timed lines (:func:`call_later`), so no request
 starts a thread of its own.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
+import os
 import socket
 import threading
 import time
@@ -52,6 +54,8 @@ _READ_SIZE = 1024 * 1024
 #: and CPython's ``BufferedReader.read1(n)`` allocates ``n`` bytes per call before shrinking them:
 #: asking for 1 MiB tripled a download's CPU time (3.5 s per GiB against 1.1 s at 64 KiB).
 _PIECE_SIZE = 64 * 1024
+#: Bulk reads only when one asks for at least a TLS record's worth (so a timeout of 16 s or more).
+_BULK_MIN = 16 * 1024
 #: At most this many pieces per list (a server sending tiny chunks must not exceed writev's IOV_MAX).
 _MAX_PIECES = 256
 
@@ -129,14 +133,22 @@ class _Watchdog:
                 finally:
                     self._cond.acquire()
 
+    def forget(self) -> None:
+        """In a forked child: the parent's thread did not come along, nor are its deadlines ours."""
+        self._cond = threading.Condition(threading.Lock())
+        self._heap, self._live, self._fired, self._thread = [], set(), set(), None
+
 
 _WATCHDOG = _Watchdog()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_WATCHDOG.forget)
 
 
 def call_later(seconds: float, action: Callable[[], object]) -> int:
     """Run ``action`` on the watchdog thread after ``seconds``; return a token for :func:`cancel`.
 
-    For short, non-blocking actions only (a log line): they share one thread with the deadlines.
+    For short actions that touch no filesystem or network (a log line built from values at hand):
+    they share one thread with the deadlines, which wait while an action runs.
     """
     return _WATCHDOG.arm(seconds, action)
 
@@ -146,10 +158,20 @@ def cancel(token: int) -> bool:
     return _WATCHDOG.disarm(token)
 
 
+def _tcp_socket(sock: Any) -> Any:
+    """The TCP socket under ``sock``. Through an ``https://`` proxy urllib3 runs the server's TLS inside
+    the proxy's in an ``SSLTransport``, which has no ``shutdown()``; its TCP socket is ``.socket``."""
+    while not hasattr(sock, "shutdown") and hasattr(sock, "socket"):
+        sock = sock.socket
+    return sock
+
+
 def _shut_down(sock: socket.socket) -> Callable[[], None]:
+    target = _tcp_socket(sock)
+
     def action() -> None:
         with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
+            target.shutdown(socket.SHUT_RDWR)
 
     return action
 
@@ -254,7 +276,7 @@ def read_body(raw: Any, read_timeout: float, *, download: bool) -> Iterator[list
     # An answer without Content-Encoding has nothing to decode, and urllib3's decoding path costs
     # a buffer round trip per read (about 6 % of a download's CPU).
     decode = bool(raw.headers.get("Content-Encoding"))
-    read = getattr(raw, "read1", None) or raw.read  # read1: urllib3 2.3+
+    read1 = raw.read1  # what one socket read brought (urllib3 2.3+, which pyproject.toml requires)
     started = window_start = time.monotonic()
     window_bytes = 0
     window = max(read_timeout, 1.0)
@@ -265,13 +287,14 @@ def read_body(raw: Any, read_timeout: float, *, download: bool) -> Iterator[list
     # the watchdog. One urllib3 call per few TLS records instead of one per record (~8 % of the CPU).
     sock = getattr(getattr(raw, "connection", None), "sock", None)
     bulk = int(min(_PIECE_SIZE, LOW_SPEED_BYTES * window))
-    can_bulk = download and not decode and sock is not None
+    # Below one TLS record (a timeout under 16 s) a bulk read would mean more calls, not fewer.
+    can_bulk = download and not decode and sock is not None and bulk >= _BULK_MIN
     in_bulk = False
     gathering_since = started
     while True:
         # read1 returns what one socket read brought (over TLS one 16 KiB record), so the deadlines
         # are checked after every read; a bulk read waits for its bytes under the watchdog.
-        chunk = _bulk_read(raw, bulk, window, sock) if in_bulk else read(_PIECE_SIZE, decode_content=decode)
+        chunk = _bulk_read(raw, bulk, window, sock) if in_bulk else read1(_PIECE_SIZE, decode_content=decode)
         if chunk:
             pieces.append(chunk)
             gathered += len(chunk)
@@ -308,6 +331,9 @@ def _bulk_read(raw: Any, amount: int, window: float, sock: Any) -> bytes:
     except Exception as exc:
         if _WATCHDOG.disarm(token):
             raise _too_slow_in_bulk(amount, window) from exc
+        raise
+    except BaseException:  # a KeyboardInterrupt: no deadline outlives its read
+        _WATCHDOG.disarm(token)
         raise
     if _WATCHDOG.disarm(token):
         raise _too_slow_in_bulk(amount, window)

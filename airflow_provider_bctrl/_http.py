@@ -34,12 +34,15 @@ from airflow_provider_bctrl.exceptions import (
 
 __all__ = [
     "MAX_JSON_BYTES",
+    "body_pieces",
     "json_object",
     "new_session",
     "parse_model",
     "quiet_cause",
     "redacted_cause",
     "send",
+    "too_slow",
+    "transport_error",
 ]
 
 _Model = TypeVar("_Model")

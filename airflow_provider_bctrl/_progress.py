@@ -13,10 +13,11 @@ deadline watchdog's one thread (:func:`~airflow_provider_bctrl._deadlines.call_l
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from airflow_provider_bctrl._deadlines import call_later, cancel
@@ -58,6 +59,15 @@ class StartLine:
             self._log.info(message, *args)
         if self._token is not None:
             cancel(self._token)
+
+    @contextlib.contextmanager
+    def on_failure(self) -> Iterator[None]:
+        """Log the line if the block fails, before the failure goes on (to a retry's warning or the error)."""
+        try:
+            yield
+        except BaseException:
+            self.emit()
+            raise
 
     def drop(self) -> None:
         """The transfer ended well before the line was due: never log it."""
@@ -111,6 +121,9 @@ class TransferProgress:
         self._start = start
         self._answered = False
         self._waiting: int | None = None  # the pending waiting line's call_later token
+        # Held from the answered check to the end of a waiting line, and while the answer is recorded:
+        # no waiting line can come after the summary line.
+        self._waiting_lock = threading.Lock()
         self._sent_after = 0.0
         self._waited = 0.0
 
@@ -153,30 +166,30 @@ class TransferProgress:
 
     def answered(self) -> None:
         """The attempt is over (answered or failed): no more waiting lines. Safe to call more than once."""
-        self._answered = True
-        if self._waiting is not None:
-            cancel(self._waiting)
+        with self._waiting_lock:
+            self._answered = True
+            if self._waiting is not None:
+                cancel(self._waiting)
 
     def _notice_waiting(self) -> None:
         """On the watchdog's thread: one waiting line, and the next one in ``interval`` seconds."""
-        if self._waiting is not None:
-            cancel(self._waiting)  # it has run (this call): the watchdog forgets it
-        if self._answered:
-            return
-        if self._start is not None:
-            self._start.emit()
-        self.lines += 1
-        self._log.info(
-            "%s: waiting for BCTRL to store %s (all sent in %.1f s; no answer for %.0f s yet)",
-            self._label,
-            human_size(self.total),
-            self._sent_after,
-            self._waited,
-        )
-        self._waited += self._interval
-        self._waiting = call_later(self._interval, self._notice_waiting)
-        if self._answered:  # answered while this line was written: the next one must not come
-            cancel(self._waiting)
+        with self._waiting_lock:
+            if self._waiting is not None:
+                cancel(self._waiting)  # it has run (this call): the watchdog forgets it
+            if self._answered:
+                return
+            if self._start is not None:
+                self._start.emit()
+            self.lines += 1
+            self._log.info(
+                "%s: waiting for BCTRL to store %s (all sent in %.1f s; no answer for %.0f s yet)",
+                self._label,
+                human_size(self.total),
+                self._sent_after,
+                self._waited,
+            )
+            self._waited += self._interval
+            self._waiting = call_later(self._interval, self._notice_waiting)
 
     def finish(self, outcome: str = "") -> float:
         """Log the summary line (size, time, throughput) and return the elapsed seconds.

@@ -99,8 +99,12 @@ class Source:
 
     @property
     def shown(self) -> str:
-        """How log lines name the source: the plain absolute local path, else the object storage URI."""
-        return local_path_from_uri(self.uri) or self.uri
+        """How log lines name the source: the plain absolute local path, else the object storage URI.
+
+        Worked out without touching the filesystem (the held-back start line is built on the deadline
+        watchdog's thread, which a hung mount must not stall); :attr:`uri` resolves symlinks.
+        """
+        return os.path.abspath(self.local_path) if self.local_path is not None else self.uri
 
     def open(self) -> BinaryIO:
         """Open the source for reading (a fresh handle per upload attempt)."""
@@ -229,7 +233,10 @@ class _LocalWriter:
             written = os.writev(self._fd, pieces)
             rest = memoryview(b"".join(pieces))[written:] if written < sum(map(len, pieces)) else None
             while rest:  # a short write (rare: a signal, a nearly full disk): the remainder, in order
-                rest = rest[os.write(self._fd, rest) :]
+                wrote = os.write(self._fd, rest)
+                if not wrote:  # never on Linux for a regular file; not a reason to spin
+                    raise OSError(errno.EIO, "the file took no more bytes")
+                rest = rest[wrote:]
         except OSError as exc:
             raise _unwritable(self._uri, exc) from None
 

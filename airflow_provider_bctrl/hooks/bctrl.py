@@ -6,6 +6,7 @@ laid out") lists them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -201,7 +202,7 @@ class BctrlHook(BaseHook):
         session = self.session
 
         def attempt() -> requests.Response:
-            try:
+            with start.on_failure() if start is not None else contextlib.nullcontext():
                 try:
                     body = body_factory() if body_factory is not None else None
                 except OSError as exc:  # the source vanished or became unreadable between attempts
@@ -218,10 +219,6 @@ class BctrlHook(BaseHook):
                     stream=stream,
                     idempotent=idempotent,
                 )
-            except BaseException:
-                if start is not None:
-                    start.emit()
-                raise
 
         return self._with_retries(operation, attempt, max_retries)
 
@@ -370,10 +367,8 @@ class BctrlHook(BaseHook):
             )
             staged: RuntimeStagedFile | None = None
             try:
-                staged = self._parse(response, "upload", RuntimeStagedFile.from_api)
-            except BaseException:
-                start.emit()
-                raise
+                with start.on_failure():
+                    staged = self._parse(response, "upload", RuntimeStagedFile.from_api)
             finally:
                 # The summary is logged even when the answer cannot be parsed: the bytes did go.
                 if progress is not None:
@@ -492,7 +487,7 @@ class BctrlHook(BaseHook):
         )
 
         def attempt() -> str:
-            try:
+            with start.on_failure():  # before the retry's warning or the error
                 response = self._request(
                     "GET",
                     f"/v1/files/{_q(args.file_id)}/content",
@@ -511,9 +506,6 @@ class BctrlHook(BaseHook):
                     quiet_seconds=PROGRESS_QUIET_SECONDS,
                     start=start,
                 )
-            except BaseException:
-                start.emit()  # before the retry's warning or the error
-                raise
 
         # The same retry loop as every request, around the whole transfer: a break in the middle of
         # the body starts it again from the first byte, into a fresh temporary file.

@@ -240,9 +240,16 @@ def test_a_trickling_download_ends_per_attempt_and_leaves_nothing(
 
 
 def test_a_download_that_starts_fast_and_then_trickles_ends_within_a_few_timeouts(
-    drip: Callable[..., LoopbackServer], tmp_path: Path
+    drip: Callable[..., LoopbackServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """After a fast start the body is read in blocking bulk reads; the watchdog still bounds each one."""
+    """After a fast start the body is read in blocking bulk reads; the watchdog still bounds each one.
+
+    Bulk reads start at ``timeout`` >= 16 s (below, one asks for less than a TLS record); the test lets
+    them start at 1 s so that it takes seconds, not minutes.
+    """
+    from airflow_provider_bctrl import _deadlines
+
+    monkeypatch.setattr(_deadlines, "_BULK_MIN", 1)
     size = 8 * 1024 * 1024
     head = f"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {size}\r\n\r\n"
 

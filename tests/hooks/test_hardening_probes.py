@@ -502,6 +502,67 @@ def test_a_dripped_status_line_is_bounded_through_an_http_proxy(
         proxy.close()
 
 
+def test_a_dripped_status_line_is_bounded_through_an_https_proxy(
+    tls_files: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through an ``https://`` proxy urllib3 runs the API's TLS inside the proxy's (an ``SSLTransport``,
+    which has no ``shutdown()``): the watchdog's shutdown failed quietly, and a status line dripped at
+    2 bytes a second held a ``timeout=1`` call for as long as the server went on."""
+    import ssl
+
+    from _loopback import pipe
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*tls_files)
+    body = b'{"organizationId": "o", "defaultSpaceId": "s"}'
+    answer = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    )
+
+    def upstream(conn: socket.socket) -> None:
+        with context.wrap_socket(conn, server_side=True) as tls:
+            read_request(tls)
+            deadline = time.monotonic() + 20
+            for byte in answer:
+                if time.monotonic() > deadline:
+                    return
+                tls.sendall(bytes([byte]))
+                time.sleep(0.5)
+
+    def proxy_handler(conn: socket.socket) -> None:
+        tls = context.wrap_socket(conn, server_side=True)  # the proxy itself speaks TLS
+        tls.settimeout(10)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = tls.recv(65536)
+            if not chunk:
+                return
+            head += chunk
+        assert head.startswith(b"CONNECT 127.0.0.1:%d " % api.port)
+        target = socket.create_connection(("127.0.0.1", api.port))
+        proxy.track(target)
+        tls.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        threading.Thread(target=pipe, args=(target, tls), daemon=True).start()
+        pipe(tls, target)
+
+    api = LoopbackServer(upstream, max_seconds=60)
+    proxy = LoopbackServer(proxy_handler, max_seconds=60)
+    try:
+        monkeypatch.setenv("HTTPS_PROXY", f"https://127.0.0.1:{proxy.port}")
+        for name in ("NO_PROXY", "no_proxy", "https_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        _use(monkeypatch, f"https://127.0.0.1:{api.port}")
+        hook = BctrlHook(timeout=1, max_retries=0)
+        started = time.monotonic()
+        with pytest.raises(BctrlTransportError, match="status and headers"):
+            hook.whoami()
+        assert time.monotonic() - started < 5
+        assert proxy.accepted == 1
+    finally:
+        proxy.close()
+        api.close()
+
+
 # ---------------------------------------------------------------- class 4: TLS failures after the handshake
 
 

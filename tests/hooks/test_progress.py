@@ -504,3 +504,44 @@ def test_transfers_start_no_thread_per_call(
             hook.upload_file(runtime_id, source)
             hook.download_file(file_id, tmp_path / "out.bin")
     assert [name for name in started if name.startswith("bctrl")] == []
+
+
+def test_no_waiting_line_comes_after_the_summary_line() -> None:
+    """A waiting line being written while the answer arrives finishes before the summary line, and is
+    the last one: the summary used to come first when the log handler was slow on the waiting line."""
+    import threading
+
+    lines: list[str] = []
+    writing = threading.Event()
+
+    class SlowOnWaiting:
+        def info(self, message: str, *args: Any) -> None:
+            if "waiting for" in message:
+                writing.set()
+                time.sleep(0.5)
+            lines.append(message % args)
+
+    progress = TransferProgress(SlowOnWaiting(), "Upload of x", 10, wait_notice=0.05, interval=0.2)
+    progress.wait_for_answer()
+    assert writing.wait(10), "no waiting line was logged"
+    progress.finish("stored")
+    time.sleep(0.5)  # a next waiting line would be due by now
+    assert "finished" in lines[-1], lines
+    assert sum("waiting for" in line for line in lines) == 1, lines
+
+
+def test_a_forked_child_gets_a_watchdog_of_its_own() -> None:
+    """The watchdog's thread does not survive a fork: the child's timed actions and deadlines need a
+    thread of their own (before, the child believed the parent's thread was running and none fired)."""
+    from airflow_provider_bctrl._deadlines import call_later, cancel
+
+    cancel(call_later(60, lambda: None))  # the watchdog thread runs in this process
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if a timed action runs
+        import threading
+
+        fired = threading.Event()
+        call_later(0.05, fired.set)
+        os._exit(0 if fired.wait(5) else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
