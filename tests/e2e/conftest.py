@@ -18,7 +18,7 @@ from dagrun_helpers import DagRunResult, collect_run
 
 from airflow_provider_bctrl.testing._wait import session_members
 from airflow_provider_bctrl.testing.emulator import BctrlEmulator
-from airflow_provider_bctrl.version_compat import AIRFLOW_V_3_1_PLUS
+from airflow_provider_bctrl.version_compat import AIRFLOW_V_3_0_PLUS, AIRFLOW_V_3_1_PLUS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_DAGS = REPO_ROOT / "example_dags"
@@ -41,7 +41,11 @@ def _register(dag: Any) -> None:
     Same call as 3.0's DAG processor (``_parse_file`` + ``process_parse_results``): the DAG serialized
     to a dict, wrapped in ``LazyDeserializedDAG``, handed to ``update_dag_parsing_results_in_db``,
     which writes the DAG, its version and its assets and activates the assets.
+
+    Airflow 2.11's ``dag.test()`` runs the DAG object it is handed (no bundles, nothing to register).
     """
+    if not AIRFLOW_V_3_0_PLUS:
+        return
     from airflow.dag_processing.collection import update_dag_parsing_results_in_db
     from airflow.serialization.serialized_objects import LazyDeserializedDAG, SerializedDAG
     from airflow.utils.session import create_session
