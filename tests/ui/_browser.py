@@ -49,3 +49,24 @@ def open_section(dialog: Any, title: str) -> None:
     trigger = dialog.get_by_role("button", name=title, exact=True)
     if trigger.get_attribute("aria-expanded") != "true":
         trigger.click()
+
+
+def add_bctrl_connection(page: Any, conn_id: str) -> tuple[Any, Any, Any]:
+    """Open Add Connection on the current page, name it ``conn_id``, pick BCTRL, and check the standard
+    fields (relabelled, placeholder shown, Login/Port/Schema hidden, the key a password input).
+
+    :return: the dialog, the API base URL input and the API key input.
+    """
+    page.get_by_role("button", name="Add Connection").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("Connection ID").fill(conn_id)
+    dialog.get_by_role("combobox").click()
+    page.keyboard.type("BCTRL")
+    page.get_by_role("option", name="BCTRL", exact=True).click()
+    host = dialog.get_by_label("API base URL")
+    key = dialog.get_by_label("API key")
+    assert host.get_attribute("placeholder") == "https://api.bctrl.ai"
+    assert key.get_attribute("type") == "password"
+    for hidden in ("Login", "Port", "Schema"):
+        assert dialog.get_by_label(hidden, exact=True).count() == 0, f"{hidden} should be hidden"
+    return dialog, host, key

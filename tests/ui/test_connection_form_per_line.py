@@ -33,7 +33,7 @@ from _airflow_process import (
     stop_group,
     wait_for_http,
 )
-from _browser import chromium, open_section
+from _browser import add_bctrl_connection, chromium, open_section
 
 from airflow_provider_bctrl import CONN_FIELDS
 from airflow_provider_bctrl.version_compat import AIRFLOW_V_3_2_PLUS
@@ -148,20 +148,8 @@ def test_form_in_the_browser(api_server: ApiServer) -> None:
             # 3.0 and 3.2, but on 3.1 the UI's own login redirect lands on the home page, not there.
             page.goto(f"{api_server.url}/api/v2/auth/login", wait_until="networkidle")
             page.goto(f"{api_server.url}/connections", wait_until="networkidle")
-            page.get_by_role("button", name="Add Connection").click()
-            dialog = page.get_by_role("dialog")
-            dialog.get_by_label("Connection ID").fill(conn_id)
-            dialog.get_by_role("combobox").click()
-            page.keyboard.type("BCTRL")
-            page.get_by_role("option", name="BCTRL", exact=True).click()
-
             # Standard fields: relabelled, placeholder shown, the unused ones hidden, the key masked.
-            host = dialog.get_by_label("API base URL")
-            key = dialog.get_by_label("API key")
-            assert host.get_attribute("placeholder") == "https://api.bctrl.ai"
-            assert key.get_attribute("type") == "password"
-            for hidden in ("Login", "Port", "Schema"):
-                assert dialog.get_by_label(hidden, exact=True).count() == 0, f"{hidden} should be hidden"
+            dialog, host, key = add_bctrl_connection(page, conn_id)
             host.fill("http://127.0.0.1:9")
             key.fill(UI_KEY)
 

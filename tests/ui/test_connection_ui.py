@@ -35,7 +35,7 @@ from _airflow_process import (
     stop_group,
     wait_for_http,
 )
-from _browser import chromium, open_section
+from _browser import add_bctrl_connection, chromium, open_section
 
 from airflow_provider_bctrl import CONN_FIELDS
 from airflow_provider_bctrl.testing.emulator import BctrlEmulator
@@ -250,19 +250,7 @@ def test_add_test_edit_connection_in_the_browser(api_server: ApiServer, browser:
         page.goto(f"{api_server.url}/connections", wait_until="networkidle")
 
         # --- add the connection through the form
-        page.get_by_role("button", name="Add Connection").click()
-        dialog = page.get_by_role("dialog")
-        dialog.get_by_label("Connection ID").fill(CONN_ID)
-        dialog.get_by_role("combobox").click()
-        page.keyboard.type("BCTRL")
-        page.get_by_role("option", name="BCTRL", exact=True).click()
-
-        host = dialog.get_by_label("API base URL")
-        key = dialog.get_by_label("API key")
-        assert host.get_attribute("placeholder") == "https://api.bctrl.ai"
-        assert key.get_attribute("type") == "password"
-        for hidden in ("Login", "Port", "Schema"):
-            assert dialog.get_by_label(hidden, exact=True).count() == 0, f"{hidden} should be hidden"
+        dialog, host, key = add_bctrl_connection(page, CONN_ID)
         host.fill(emulator.url)
         key.fill(KEY)
         form_shot = _shot(page, "01-add-connection-standard-fields.png")
