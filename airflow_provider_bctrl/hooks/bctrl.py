@@ -308,7 +308,7 @@ class BctrlHook(BaseHook):
             args,
             origin,
             log=self.log,
-            server=lambda: self.settings.base_url,
+            server=lambda: self.settings.base_url,  # read once the file's name is checked
             quiet_seconds=PROGRESS_QUIET_SECONDS,
             wait_notice=WAIT_NOTICE_SECONDS,
         )
