@@ -7,7 +7,6 @@ laid out") lists them.
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -32,7 +31,7 @@ from airflow_provider_bctrl._download import CONTENT_HEADERS, receive
 from airflow_provider_bctrl._http import new_session, parse_model, send
 from airflow_provider_bctrl._lineage import LineageItem, LocalFile, StoredFileRef, report_lineage, space_file
 from airflow_provider_bctrl._multipart import StreamingMultipartBody, guess_content_type
-from airflow_provider_bctrl._progress import StartLine, TransferProgress
+from airflow_provider_bctrl._progress import StartLine
 from airflow_provider_bctrl._retry import call_with_retries
 from airflow_provider_bctrl._settings import (
     DEFAULT_BACKOFF_BASE,
@@ -42,7 +41,8 @@ from airflow_provider_bctrl._settings import (
     mask,
 )
 from airflow_provider_bctrl._storage import local_source, resolve_destination, resolve_source
-from airflow_provider_bctrl._validation import check_id, check_idempotency_key, check_name
+from airflow_provider_bctrl._upload import UploadTransfer
+from airflow_provider_bctrl._validation import check_id, check_idempotency_key
 from airflow_provider_bctrl.exceptions import (
     BctrlConnectionConfigError,
     BctrlInputError,
@@ -304,77 +304,25 @@ class BctrlHook(BaseHook):
             origin = local_source(args.source)
         else:
             origin = resolve_source(args.source, conn_id=args.source_conn_id)
-        filename = args.name if args.name is not None else check_name(origin.name, "the source file name")
-        fields: list[tuple[str, str]] = []
-        if args.name is not None or '"' in filename:
-            # The file part's filename="..." escapes a quote as %22 (HTML5 rules), which a server may
-            # keep literally; the name part carries the exact name.
-            fields.append(("name", filename))
-        if args.runtime_path is not None:
-            fields.append(("runtimePath", args.runtime_path))
-        if args.destination_path is not None:
-            fields.append(("destinationPath", args.destination_path))
-        if args.metadata is not None:
-            fields.append(("metadata", json.dumps(args.metadata, separators=(",", ":"), ensure_ascii=False)))
-        content_type = guess_content_type(filename)
-        settings = self.settings  # connection problems surface before the file is opened
-        progress: TransferProgress | None = None
-        # Held back: a short upload logs its summary line only (a line costs as much as the rest of a
-        # small upload's own work); a long or failed one says first what it is doing.
-        start = StartLine(
-            self.log,
-            PROGRESS_QUIET_SECONDS,
-            lambda: (
-                "Uploading %s (%d bytes) into runtime %s at %s",
-                origin.shown,
-                origin.size,
-                args.runtime_id,
-                settings.base_url,
-            ),
+        transfer = UploadTransfer(
+            args,
+            origin,
+            log=self.log,
+            server=lambda: self.settings.base_url,  # read once the file's name is checked
+            quiet_seconds=PROGRESS_QUIET_SECONDS,
+            wait_notice=WAIT_NOTICE_SECONDS,
         )
-
-        def build_body() -> StreamingMultipartBody:
-            nonlocal progress
-            body = StreamingMultipartBody(
-                fields=fields,
-                file_field="file",
-                stream=origin.open(),
-                # A local file is sized again when opened, so one that changed since is caught.
-                size=None if origin.local_path is not None else origin.size,
-                filename=filename,
-                content_type=content_type,
-            )
-            progress = TransferProgress(
-                self.log,
-                f"Upload of {filename}",
-                body.file_size,
-                quiet_seconds=PROGRESS_QUIET_SECONDS,
-                wait_notice=WAIT_NOTICE_SECONDS,
-                start=start,
-            )
-            body.on_progress = progress.update  # a fresh counter per attempt
-            body.on_sent = progress.wait_for_answer
-            body.on_closed = progress.answered  # send() closes the body when the attempt is over
-            return body
-
         try:
             response = self._request(
                 "POST",
                 f"/v1/runtimes/{_q(args.runtime_id)}/files/upload",
                 operation="upload",
-                body_factory=build_body,
-                start=start,
+                body_factory=transfer.body,
+                start=transfer.start,
             )
-            staged: RuntimeStagedFile | None = None
-            try:
-                with start.on_failure():
-                    staged = self._parse(response, "upload", RuntimeStagedFile.from_api)
-            finally:
-                # The summary is logged even when the answer cannot be parsed: the bytes did go.
-                if progress is not None:
-                    progress.finish(_upload_outcome(staged))
+            staged = transfer.finish(lambda: self._parse(response, "upload", RuntimeStagedFile.from_api))
         finally:
-            start.drop()  # not due yet: the summary line says enough
+            transfer.start.drop()  # not due yet: the summary line says enough
         read = LocalFile(origin.local_path) if origin.local_path is not None else origin.uri
         self._report_lineage(inputs=[read], outputs=[StoredFileRef(staged.id)])
         return staged
@@ -591,14 +539,6 @@ class BctrlHook(BaseHook):
         runtime_id = check_id(runtime_id, "runtime_id")
         response = self._request("GET", f"/v1/runtimes/{_q(runtime_id)}", operation="get runtime")
         return self._parse(response, "get runtime", Runtime.from_api)
-
-
-def _upload_outcome(staged: RuntimeStagedFile | None) -> str:
-    """The end of an upload's summary line: where the file went, as far as the answer says."""
-    if staged is None:
-        return "the answer could not be read"
-    where = f", runtime path {staged.runtime_path}" if staged.runtime_path else ""
-    return f"stored as file {staged.id}{where}"
 
 
 def _q(value: str) -> str:

@@ -35,9 +35,13 @@ if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
 
     from airflow_provider_bctrl.hooks.bctrl import BctrlHook
+    from airflow_provider_bctrl.models import RuntimeStagedFile
 
 #: OpenLineage namespace prefix of files inside a runtime's workspace.
 RUNTIME_NAMESPACE_SCHEME = "bctrl-runtime"
+#: XCom keys pushed in addition to ``return_value`` by the operators that move a file.
+XCOM_FILE_ID = "file_id"
+XCOM_RUNTIME_PATH = "runtime_path"
 
 
 @dataclass(frozen=True)
@@ -149,6 +153,30 @@ class BctrlBaseOperator(BaseOperator):
                 # Airflow 3.0's execution API rejects a None XCom value; pulling the key gives None all the same.
                 continue
             ti.xcom_push(key=key, value=value)
+
+    def _report_staged(
+        self, context: Context, staged: RuntimeStagedFile, runtime_id: str, *, locate: bool
+    ) -> dict[str, Any]:
+        """What upload and stage report for the file they put into a runtime; returns its JSON.
+
+        Pushes ``file_id`` and ``runtime_path``, names the runtime file as the lineage output and adds
+        the ids to the outlet assets' events.
+
+        :param locate: add the stored copy's ``space_id``, ``path`` and ``uri`` to the events (one lookup).
+        """
+        self._push_keys(context, {XCOM_FILE_ID: staged.id, XCOM_RUNTIME_PATH: staged.runtime_path})
+        runtime_id = staged.runtime_id or runtime_id
+        self._lineage_outputs = (
+            [runtime_file_ref(runtime_id, staged.runtime_path)] if staged.runtime_path else []
+        )
+        if self._declared_assets:
+            extra = {
+                XCOM_FILE_ID: staged.id,
+                "runtime_id": runtime_id,
+                XCOM_RUNTIME_PATH: staged.runtime_path,
+            }
+            self._emit_asset_events(context, {**extra, **(self._location_extra(staged.id) if locate else {})})
+        return staged.raw
 
     # ------------------------------------------------------------------------------ asset events
 

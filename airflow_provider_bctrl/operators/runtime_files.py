@@ -39,6 +39,7 @@ from airflow_provider_bctrl._arguments import CollectArguments, StageArguments, 
 from airflow_provider_bctrl._storage import is_object_path, is_uri
 from airflow_provider_bctrl.exceptions import BctrlInputError
 from airflow_provider_bctrl.operators._base import (
+    XCOM_FILE_ID,
     BctrlBaseOperator,
     location_extra,
     runtime_file_ref,
@@ -55,13 +56,11 @@ from airflow_provider_bctrl.operators._waiting import (
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Asset, Context, ObjectStoragePath
 
-    from airflow_provider_bctrl.models import CollectedFile, RuntimeStagedFile
+    from airflow_provider_bctrl.models import CollectedFile
 
 __all__ = ["BctrlCollectFileOperator", "BctrlStageFileOperator", "BctrlUploadFileOperator"]
 
-#: XCom keys pushed in addition to ``return_value``.
-XCOM_FILE_ID = "file_id"
-XCOM_RUNTIME_PATH = "runtime_path"
+#: XCom key collect pushes in addition to ``return_value`` and ``file_id``.
 XCOM_ARTIFACT_ID = "artifact_id"
 
 
@@ -158,34 +157,11 @@ class BctrlUploadFileOperator(BctrlBaseOperator):
         staged = self.hook._upload(args)
         self._uploaded_file_id = staged.id
         self._lineage_inputs = [uri_ref(_source_uri(args.source))]
-        return _report_staged(self, context, staged, args.runtime_id, locate=True)
+        return self._report_staged(context, staged, args.runtime_id, locate=True)
 
     def _complete_lineage(self) -> None:
         # The upload response names no space or storage path: look the stored copy up (once).
         self._add_space_file(self._lineage_outputs, getattr(self, "_uploaded_file_id", None))
-
-
-def _report_staged(
-    operator: BctrlBaseOperator, context: Context, staged: RuntimeStagedFile, runtime_id: str, *, locate: bool
-) -> dict[str, Any]:
-    """What upload and stage report for the file they put into a runtime; returns its JSON.
-
-    Pushes ``file_id`` and ``runtime_path``, names the runtime file as the lineage output and adds the
-    ids to the outlet assets' events.
-
-    :param locate: add the stored copy's ``space_id``, ``path`` and ``uri`` to the events (one lookup).
-    """
-    operator._push_keys(context, {XCOM_FILE_ID: staged.id, XCOM_RUNTIME_PATH: staged.runtime_path})
-    runtime_id = staged.runtime_id or runtime_id
-    operator._lineage_outputs = (
-        [runtime_file_ref(runtime_id, staged.runtime_path)] if staged.runtime_path else []
-    )
-    if operator._declared_assets:
-        extra = {XCOM_FILE_ID: staged.id, "runtime_id": runtime_id, XCOM_RUNTIME_PATH: staged.runtime_path}
-        operator._emit_asset_events(
-            context, {**extra, **(operator._location_extra(staged.id) if locate else {})}
-        )
-    return staged.raw
 
 
 def _source_uri(source: Any) -> str:
@@ -445,7 +421,7 @@ class BctrlStageFileOperator(BctrlBaseOperator):
         self.log.info("Staged file %s into runtime %s at %s", staged.id, args.runtime_id, staged.runtime_path)
         self._staged_file_id = args.file_id
         self._lineage_inputs = []
-        return _report_staged(self, context, staged, args.runtime_id, locate=False)
+        return self._report_staged(context, staged, args.runtime_id, locate=False)
 
     def _complete_lineage(self) -> None:
         if not self._lineage_inputs:

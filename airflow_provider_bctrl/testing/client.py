@@ -98,8 +98,18 @@ class EmulatorClient:
             raise ValueError(f"base_url must look like http://127.0.0.1:8787 (no path), got {url!r}.")
         if not timeout > 0:
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}.")
-        self.base_url = url
-        self.api_key = api_key or os.environ.get(API_KEY_ENV) or DEFAULT_API_KEY
+        api_key = api_key or os.environ.get(API_KEY_ENV) or DEFAULT_API_KEY
+        self._init_client(url, api_key=api_key, timeout=timeout)
+
+    def _init_client(self, base_url: str, *, api_key: str, timeout: float) -> None:
+        """Set the state every call reads, from checked values.
+
+        :class:`~airflow_provider_bctrl.testing.emulator.BctrlEmulator` calls this instead of
+        ``__init__``: it knows its ``base_url`` only once its ``start()`` has bound a port, so it
+        passes ``""`` and ``start()`` sets the URL.
+        """
+        self.base_url = base_url
+        self.api_key = api_key
         self.timeout = timeout
         self._opener = direct_opener()
 

@@ -40,7 +40,7 @@ import uvicorn
 from airflow_provider_bctrl.testing._emulator_app import API_KEY_ENV, DEFAULT_API_KEY, EmulatorApp, create_app
 from airflow_provider_bctrl.testing._emulator_connections import ConnectionRegistry, tracking_protocol
 from airflow_provider_bctrl.testing._wait import poll
-from airflow_provider_bctrl.testing.client import EmulatorClient, EmulatorClientError, direct_opener
+from airflow_provider_bctrl.testing.client import EmulatorClient, EmulatorClientError
 
 __all__ = ["BctrlEmulator", "EmulatorError", "create_app", "main"]
 
@@ -178,7 +178,8 @@ class BctrlEmulator(EmulatorClient):
     ) -> None:
         if not api_key:
             raise ValueError("api_key must be a non-empty string.")
-        self.api_key = api_key
+        # The client's state; its base_url is the server's url once start() knows it.
+        self._init_client("", api_key=api_key, timeout=_CONTROL_TIMEOUT)
         self._own_data_dir = data_dir is None
         self.data_dir = (
             Path(data_dir) if data_dir is not None else Path(tempfile.mkdtemp(prefix="bctrl-emulator-"))
@@ -191,10 +192,6 @@ class BctrlEmulator(EmulatorClient):
         self.startup_timeout = startup_timeout
         self.url = ""
         self.pid: int | None = None
-        # The client's state: base_url is the server's url once start() knows it.
-        self.base_url = ""
-        self.timeout = _CONTROL_TIMEOUT
-        self._opener = direct_opener()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None

@@ -20,7 +20,7 @@ import pytest
 from _loopback import HttpRecorder
 
 from airflow_provider_bctrl._progress import TransferProgress, human_size
-from airflow_provider_bctrl.exceptions import BctrlNotFoundError
+from airflow_provider_bctrl.exceptions import BctrlNotFoundError, BctrlUnexpectedResponseError
 from airflow_provider_bctrl.hooks import bctrl as bctrl_module
 from airflow_provider_bctrl.hooks.bctrl import BctrlHook
 
@@ -365,6 +365,38 @@ def test_a_prompt_answer_logs_no_waiting_line(
     messages = _upload_logged(tmp_path, caplog)
     assert not [m for m in messages if "waiting for BCTRL" in m]
     assert len(_summary_lines(messages)) == 1
+
+
+def test_an_unreadable_answer_still_gets_the_summary_line_after_the_start_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bytes went, the answer is no ``RuntimeStagedFile``: the start line, then the summary, then the error."""
+    recorder = HttpRecorder(lambda request: (200, {"Content-Type": "application/json"}, b'{"name": "x"}'))
+    try:
+        connection = {"conn_type": "bctrl", "host": recorder.url, "password": "bctrl_slow_key_0123"}
+        monkeypatch.setenv("AIRFLOW_CONN_BCTRL_DEFAULT", json.dumps(connection))
+        source = tmp_path / "odd.bin"
+        source.write_bytes(b"data")
+        with BctrlHook(max_retries=0, timeout=30) as hook:
+            hook._log = logging.getLogger("tests.bctrl.hook")  # type: ignore[assignment]
+            caplog.set_level(logging.INFO, logger="tests.bctrl.hook")
+            with pytest.raises(
+                BctrlUnexpectedResponseError, match="during upload: the response lacks the key"
+            ):
+                hook.upload_file("rt-1", source)
+    finally:
+        recorder.close()
+
+    messages = _messages(caplog, "tests.bctrl.hook")
+    assert len(messages) == 2, messages
+    assert messages[0] == f"Uploading {source} (4 bytes) into runtime rt-1 at {recorder.url}"
+    (summary,) = _summary_lines(messages)
+    assert (summary["label"], summary["size"], summary["outcome"]) == (
+        "Upload of odd.bin",
+        "4",
+        "the answer could not be read",
+    )
+    assert len(recorder.requests) == 1
 
 
 def test_waiting_lines_repeat_at_the_interval_and_stop_when_answered(

@@ -96,6 +96,33 @@ def test_an_emulator_that_is_not_running() -> None:
         client.wait_until_healthy(timeout=0.3, interval=0.1)
 
 
+@pytest.mark.parametrize(
+    ("base_url", "timeout", "problem"),
+    [
+        ("http://127.0.0.1:8787/v1", 1.0, "no path"),
+        ("ftp://127.0.0.1:8787", 1.0, "no path"),
+        ("http://127.0.0.1:8787?x=1", 1.0, "no path"),
+        ("http://127.0.0.1:8787", 0, "positive number of seconds"),
+    ],
+)
+def test_the_client_refuses_an_unusable_url_or_timeout(base_url: str, timeout: float, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        EmulatorClient(base_url, timeout=timeout)
+
+
+def test_the_emulator_is_a_client_whose_url_is_set_when_it_starts(tmp_path) -> None:
+    """Before start() its base_url is empty; start() aims every inherited control call at its server."""
+    with pytest.raises(ValueError, match="non-empty"):
+        BctrlEmulator(api_key="", data_dir=tmp_path / "unused")
+    emu = BctrlEmulator(api_key="bctrl_state_key", data_dir=tmp_path / "data")
+    assert (emu.base_url, emu.url, emu.api_key, emu.timeout) == ("", "", "bctrl_state_key", 60.0)
+    with emu:
+        assert emu.base_url == emu.url
+        assert emu.url.startswith("http://127.0.0.1:")
+        assert emu.health()
+        assert json.loads(emu.airflow_connection_json())["password"] == "bctrl_state_key"
+
+
 def test_default_url_and_key_come_from_the_environment(monkeypatch) -> None:
     for name in ("BCTRL_EMULATOR_URL", "BCTRL_EMULATOR_PORT", "BCTRL_EMULATOR_API_KEY"):
         monkeypatch.delenv(name, raising=False)
