@@ -202,47 +202,6 @@ def get_json(url: str, timeout: float = 10, *, cafile: Path | None = None) -> An
         return json.load(response)
 
 
-def loopback_certificate(directory: Path) -> tuple[Path, Path]:
-    """A throwaway self-signed certificate for ``127.0.0.1`` and its key: ``(cert.pem, key.pem)``.
-
-    For the TLS runs: the sink serves it, and every client trusts it as its only CA (curl
-    ``--cacert``, the hook through ``REQUESTS_CA_BUNDLE``), so nothing skips verification.
-    """
-    import datetime
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bctrl benchmark sink")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "sink-cert.pem", directory / "sink-key.pem"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert_path, key_path
-
-
 def median(values: Sequence[float]) -> float:
     """The median (the benchmarks' statistic: robust to a noisy neighbour on a shared machine)."""
     return statistics.median(values)

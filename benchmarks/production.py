@@ -47,6 +47,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _certificate import loopback_certificate
 from _common import (
     BENCH_DIR,
     GNU_TIME,
@@ -57,7 +58,6 @@ from _common import (
     chosen_sizes,
     get_json,
     hook_env,
-    loopback_certificate,
     machine,
     make_file,
     median,
