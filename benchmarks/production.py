@@ -50,20 +50,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _certificate import loopback_certificate
 from _common import (
     BENCH_DIR,
-    GNU_TIME,
     MIB,
     PYTHON,
     ChildResult,
     add_size_arguments,
+    chosen_names,
     chosen_sizes,
     get_json,
     hook_env,
-    machine,
     make_file,
     median,
     parse_size,
-    print_machine,
+    print_rss_source,
+    print_targets,
     rotated,
+    run_and_report,
     run_child,
     server_process,
     size_label,
@@ -558,15 +559,12 @@ def report(result: dict[str, Any]) -> bool:
         print(
             f"(downloads written to {where}; curl's time includes an fsync of its output, as the hook's does)"
         )
-    if not GNU_TIME:
-        print("(GNU time is not installed: peak RSS figures include the launching Python process's)")
-    ok = True
-    for met, line in checks(result):
-        if met is None:
-            print(f"INFO: {line}")
-        else:
-            ok = ok and met
-            print(f"{'PASS' if met else 'FAIL'}: {line}")
+    print_rss_source()
+    ok = print_targets(checks(result))
+    machine = result["machine"]
+    print(
+        f"load average before {machine['load_average']}, after {result['load_after']} ({machine['cpus']} CPUs)"
+    )
     return ok
 
 
@@ -584,30 +582,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     sizes, rounds = chosen_sizes(parser, args, default_rounds=5, max_rounds=50)
-    workloads = [w.strip() for w in (args.only or ",".join(WORKLOADS)).split(",") if w.strip()]
-    if unknown := set(workloads) - set(WORKLOADS):
-        parser.error(f"unknown workloads: {', '.join(sorted(unknown))}")
+    workloads = chosen_names(parser, args.only or ",".join(WORKLOADS), WORKLOADS, "workloads")
     if not 1 <= args.small_count <= 10_000:
         parser.error("--small-count must be between 1 and 10000")
-    info = machine()
-    print_machine(info)
-    result = run(
-        sizes,
-        rounds,
-        workloads,
-        small_count=args.small_count,
-        small_size=parse_size(args.small_size),
-        small_rounds=args.small_rounds or (rounds if args.quick else max(rounds, 9)),
-        verbose=not args.quiet,
-    )
-    result["machine"] = info
-    result["load_after"] = [round(value, 2) for value in os.getloadavg()]
-    result["quick"] = bool(args.quick)
-    ok = report(result)
-    print(f"load average before {info['load_average']}, after {result['load_after']} ({info['cpus']} CPUs)")
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
-    return 0 if ok else 1
+
+    def run_and_take_the_load() -> dict[str, Any]:
+        result = run(
+            sizes,
+            rounds,
+            workloads,
+            small_count=args.small_count,
+            small_size=parse_size(args.small_size),
+            small_rounds=args.small_rounds or (rounds if args.quick else max(rounds, 9)),
+            verbose=not args.quiet,
+        )
+        result["load_after"] = [round(value, 2) for value in os.getloadavg()]
+        return result
+
+    return run_and_report(run_and_take_the_load, report, args.json, quick=bool(args.quick))
 
 
 if __name__ == "__main__":
