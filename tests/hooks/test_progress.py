@@ -25,6 +25,7 @@ from airflow_provider_bctrl.hooks import bctrl as bctrl_module
 from airflow_provider_bctrl.hooks.bctrl import BctrlHook
 
 MIB = 1024 * 1024
+HOOK_LOG = "tests.bctrl.hook"
 PROGRESS = re.compile(
     r"^(?P<label>.+): (?P<done>\d+\.\d) / (?P<total>\d+\.\d) MiB \((?P<percent>\d+)%\), (?P<rate>\d+\.\d) MiB/s$"
 )
@@ -68,6 +69,25 @@ def _summary_lines(messages: list[str]) -> list[re.Match[str]]:
     return [match for message in messages if (match := SUMMARY.match(message))]
 
 
+def _feed(progress: TransferProgress, clock: FakeClock, total: int, seconds_per_mib: float) -> None:
+    """Report ``total`` bytes to ``progress`` one MiB at a time, ``seconds_per_mib`` apart on ``clock``."""
+    for done in range(MIB, total + 1, MIB):
+        clock.now += seconds_per_mib
+        progress.update(done)
+
+
+def _logged_hook(caplog: pytest.LogCaptureFixture, **options: Any) -> BctrlHook:
+    """A hook (no retries unless ``options`` say otherwise) whose log lines caplog captures under ``HOOK_LOG``.
+
+    The task log is structlog (printed, not captured by caplog); a stdlib logger in its place
+    receives exactly the calls the hook makes.
+    """
+    hook = BctrlHook(**{"max_retries": 0, **options})
+    hook._log = logging.getLogger(HOOK_LOG)  # type: ignore[assignment]
+    caplog.set_level(logging.INFO, logger=HOOK_LOG)
+    return hook
+
+
 # ------------------------------------------------------------------------ the rate rule, fake clock
 
 
@@ -77,9 +97,7 @@ def test_a_fast_transfer_logs_once_per_tenth_and_a_summary(
     clock = FakeClock()
     total = 1000 * MIB
     progress = TransferProgress(logger, "Upload of big.bin", total, clock=clock)
-    for done in range(MIB, total + 1, MIB):  # 1000 updates, 1 ms apart: the 30 s rule never fires
-        clock.now += 0.001
-        progress.update(done)
+    _feed(progress, clock, total, 0.001)  # 1000 updates, 1 ms apart: the 30 s rule never fires
     progress.finish()
 
     messages = _messages(caplog, logger.name)
@@ -236,15 +254,11 @@ def test_a_real_upload_logs_bounded_progress_and_one_summary(
         for _ in range(size // MIB):
             out.write(block)
 
-    with BctrlHook(max_retries=0) as hook:
-        # The task log is structlog (printed, not captured by caplog); a stdlib logger in its place
-        # receives exactly the calls the hook makes.
-        hook._log = logging.getLogger("tests.bctrl.hook")  # type: ignore[assignment]
-        caplog.set_level(logging.INFO, logger="tests.bctrl.hook")
+    with _logged_hook(caplog) as hook:
         staged = hook.upload_file(runtime_id, source, runtime_path="inputs/recording.bin")
 
     assert staged.size_bytes == size
-    messages = _messages(caplog, "tests.bctrl.hook")
+    messages = _messages(caplog, HOOK_LOG)
     lines = _progress_lines(messages)
     summaries = _summary_lines(messages)
     assert len(lines) <= 10
@@ -269,9 +283,7 @@ def test_a_transfer_within_the_quiet_seconds_logs_only_its_summary(
     clock = FakeClock()
     total = 100 * MIB
     progress = TransferProgress(logger, "Upload of quick.bin", total, clock=clock, quiet_seconds=2.0)
-    for done in range(MIB, total + 1, MIB):  # all of it within 1 s
-        clock.now += 0.01
-        progress.update(done)
+    _feed(progress, clock, total, 0.01)  # all of it within 1 s
     progress.finish()
     messages = _messages(caplog, logger.name)
     assert _progress_lines(messages) == []
@@ -284,9 +296,7 @@ def test_after_the_quiet_seconds_the_rate_rule_applies(
     clock = FakeClock()
     total = 100 * MIB
     progress = TransferProgress(logger, "Upload of steady.bin", total, clock=clock, quiet_seconds=2.0)
-    for done in range(MIB, total + 1, MIB):  # 100 s in all, 1 % per second
-        clock.now += 1.0
-        progress.update(done)
+    _feed(progress, clock, total, 1.0)  # 100 s in all, 1 % per second
     percents = [int(line["percent"]) for line in _progress_lines(_messages(caplog, logger.name))]
     assert percents == [10, 20, 30, 40, 50, 60, 70, 80, 90]  # past the quiet 2 s, 10 % steps as usual
 
@@ -325,12 +335,10 @@ def slow_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[float], H
 def _upload_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> list[str]:
     source = tmp_path / "slow.bin"
     source.write_bytes(b"data")
-    with BctrlHook(max_retries=0, timeout=30) as hook:
-        hook._log = logging.getLogger("tests.bctrl.hook")  # type: ignore[assignment]
-        caplog.set_level(logging.INFO, logger="tests.bctrl.hook")
+    with _logged_hook(caplog, timeout=30) as hook:
         staged = hook.upload_file("rt-1", source)
     assert staged.id == "file-slow"
-    return _messages(caplog, "tests.bctrl.hook")
+    return _messages(caplog, HOOK_LOG)
 
 
 def test_a_late_answer_after_the_upload_is_announced_once(
@@ -409,13 +417,11 @@ def test_a_long_download_starts_with_a_line_naming_what_from_where_to_where(
     source.write_bytes(b"x" * 1000)
     target = tmp_path / "Q1 reports" / "Übersicht.bin"
     target.parent.mkdir()
-    with BctrlHook(max_retries=0) as hook:
-        hook._log = logging.getLogger("tests.bctrl.hook")  # type: ignore[assignment]
-        caplog.set_level(logging.INFO, logger="tests.bctrl.hook")
+    with _logged_hook(caplog) as hook:
         file_id = hook.upload_file(runtime_id, source).id
         hook.download_file(file_id, target)
 
-    messages = _messages(caplog, "tests.bctrl.hook")
+    messages = _messages(caplog, HOOK_LOG)
     assert messages[0] == f"Uploading {source} (1000 bytes) into runtime {runtime_id} at {emu.url}"
     start = f"Downloading file {file_id} from {emu.url} to {target}"
     assert start in messages
@@ -430,14 +436,12 @@ def test_a_short_transfer_logs_its_summary_line_only(
     """Within the quiet seconds the start line is not due: one line per transfer, saying it all."""
     source = tmp_path / "in.bin"
     source.write_bytes(b"x" * 1000)
-    with BctrlHook(max_retries=0) as hook:
-        hook._log = logging.getLogger("tests.bctrl.hook")  # type: ignore[assignment]
-        caplog.set_level(logging.INFO, logger="tests.bctrl.hook")
+    with _logged_hook(caplog) as hook:
         file_id = hook.upload_file(runtime_id, source).id
         hook.download_file(file_id, tmp_path / "out.bin")
     time.sleep(0.1)  # a start line still pending on the watchdog's thread would be cancelled, not late
 
-    messages = _messages(caplog, "tests.bctrl.hook")
+    messages = _messages(caplog, HOOK_LOG)
     assert [m["label"] for m in _summary_lines(messages)] == ["Upload of in.bin", f"Download of {file_id}"]
     assert len(messages) == 2, messages
 
@@ -446,9 +450,7 @@ def test_a_short_transfer_logs_its_summary_line_only(
 def test_a_failed_transfer_says_what_it_was_before_its_error(
     runtime_id: str, emu: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with BctrlHook(max_retries=0) as hook:
-        hook._log = logging.getLogger("tests.bctrl.hook")  # type: ignore[assignment]
-        caplog.set_level(logging.INFO, logger="tests.bctrl.hook")
+    with _logged_hook(caplog) as hook:
         with pytest.raises(BctrlNotFoundError):
             hook.download_file("no-such-file", tmp_path / "out.bin")
         source = tmp_path / "in.bin"
@@ -456,7 +458,7 @@ def test_a_failed_transfer_says_what_it_was_before_its_error(
         with pytest.raises(BctrlNotFoundError):
             hook.upload_file("no-such-runtime", source)
 
-    assert _messages(caplog, "tests.bctrl.hook") == [
+    assert _messages(caplog, HOOK_LOG) == [
         f"Downloading file no-such-file from {emu.url} to {tmp_path / 'out.bin'}",
         f"Uploading {source} (1 bytes) into runtime no-such-runtime at {emu.url}",
     ]
