@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import requests
@@ -116,3 +117,36 @@ def stop_group(process: subprocess.Popen[bytes], *, grace: float = 20.0) -> None
         os.killpg(process.pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def running_api_server(
+    home: Path, log_path: Path, *, start_timeout: float, migrate_timeout: float = 180, **settings: str
+) -> Iterator[tuple[str, float]]:
+    """``airflow api-server`` on a free loopback port, with its own home, database and empty DAGs folder.
+
+    All-admins auth (no login), ``settings`` added to its environment; its database migrated first.
+    Yields its base URL and the seconds it took to answer its health check; it is stopped whatever
+    happens.
+    """
+    (home / "dags").mkdir(exist_ok=True)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = airflow_env(
+        home,
+        AIRFLOW__CORE__DAGS_FOLDER=str(home / "dags"),
+        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS="True",
+        AIRFLOW__API__BASE_URL=url,
+        **settings,
+    )
+    run_airflow(["db", "migrate"], env, timeout=migrate_timeout)
+    process = start_group(
+        [AIRFLOW_BIN, "api-server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        env,
+        log_path,
+    )
+    try:
+        waited = wait_for_http(f"{url}/api/v2/monitor/health", process, log_path, timeout=start_timeout)
+        yield url, waited
+    finally:
+        stop_group(process)
