@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import requests
-from _loopback import LoopbackServer, read_request
+from _loopback import LoopbackServer, read_head, read_request
 
 from airflow_provider_bctrl.exceptions import (
     BctrlConnectionConfigError,
@@ -470,18 +470,6 @@ def _drip_whoami(conn: socket.socket) -> None:
         time.sleep(0.5)
 
 
-def _read_head(conn: socket.socket) -> bytes:
-    """A proxy's view of a request: the bytes up to the end of its head; ``b""`` if the peer closed first."""
-    conn.settimeout(10)
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return b""
-        head += chunk
-    return head
-
-
 def _assert_whoami_bounded_through(
     monkeypatch: pytest.MonkeyPatch, proxy_variable: str, proxy_url: str, api_url: str
 ) -> None:
@@ -508,7 +496,7 @@ def test_a_dripped_status_line_is_bounded_through_an_http_proxy(
     upstream_port = int(upstream_url.rsplit(":", 1)[1])
 
     def forward(conn: socket.socket) -> None:
-        head = _read_head(conn)
+        head = read_head(conn)
         if not head:
             return
         target = socket.create_connection(("127.0.0.1", upstream_port))
@@ -544,7 +532,7 @@ def test_a_dripped_status_line_is_bounded_through_an_https_proxy(
 
     def proxy_handler(conn: socket.socket) -> None:
         tls = context.wrap_socket(conn, server_side=True)  # the proxy itself speaks TLS
-        head = _read_head(tls)
+        head = read_head(tls)
         if not head:
             return
         assert head.startswith(b"CONNECT 127.0.0.1:%d " % api.port)
