@@ -94,6 +94,11 @@ class CheckFailed(RuntimeError):
 # ------------------------------------------------------------------------------------------ harness
 
 
+def _sample(seconds: float, cpu_seconds: float, child: ChildResult) -> dict[str, float]:
+    """One sample's figures: the timed seconds and CPU seconds, and the client process's peak RSS."""
+    return {"seconds": seconds, "cpu_seconds": cpu_seconds, "peak_rss_mib": child.peak_rss_mib}
+
+
 class Bench:
     """The running server, the environment the clients get, and the sample runners with their checks."""
 
@@ -131,6 +136,11 @@ class Bench:
             )
         return transfers, result
 
+    def _curl_upload(self, source: Path, runtime_path: str) -> list[str]:
+        """curl's arguments for one upload of ``source`` to ``runtime_path`` (a ``_curl`` segment)."""
+        url = f"{self.url}/v1/runtimes/{RUNTIME}/files/upload"
+        return ["-o", "/dev/null", "-F", f"file=@{source}", "-F", f"runtimePath={runtime_path}", url]
+
     def _counted(self, run: Callable[[], dict[str, float]]) -> tuple[dict[str, float], dict[str, int]]:
         before = self.stats()
         sample = run()
@@ -148,34 +158,15 @@ class Bench:
 
         def run() -> dict[str, float]:
             if client == "curl":
-                url = f"{self.url}/v1/runtimes/{RUNTIME}/files/upload"
-                transfers, result = self._curl(
-                    [
-                        "-o",
-                        "/dev/null",
-                        "-F",
-                        f"file=@{source}",
-                        "-F",
-                        f"runtimePath=bench/{source.name}",
-                        url,
-                    ]
-                )
-                return {
-                    "seconds": transfers[0][0],
-                    "cpu_seconds": result.cpu_seconds,
-                    "peak_rss_mib": result.peak_rss_mib,
-                }
+                transfers, result = self._curl(self._curl_upload(source, f"bench/{source.name}"))
+                return _sample(transfers[0][0], result.cpu_seconds, result)
             report, result = self._python("upload", str(source))
             if (
                 report["server_sizes"] != [None]
                 and not size < report["server_sizes"][0] <= size + MAX_FRAMING
             ):
                 raise CheckFailed(f"the hook's upload answer says {report['server_sizes']} bytes for {size}")
-            return {
-                "seconds": report["seconds"],
-                "cpu_seconds": report["cpu_seconds"],
-                "peak_rss_mib": result.peak_rss_mib,
-            }
+            return _sample(report["seconds"], report["cpu_seconds"], result)
 
         sample, delta = self._counted(run)
         body = delta["lastUploadBodyBytes"]
@@ -209,19 +200,11 @@ class Bench:
                     finally:
                         os.close(fd)
                     seconds = transfers[0][0] + time.perf_counter() - started
-                    return {
-                        "seconds": seconds,
-                        "cpu_seconds": result.cpu_seconds,
-                        "peak_rss_mib": result.peak_rss_mib,
-                    }
+                    return _sample(seconds, result.cpu_seconds, result)
                 report, result = self._python("download", file_id, str(target))
                 if report["uri"] != target.as_uri():
                     raise CheckFailed(f"the hook wrote {report['uri']}, not {target.as_uri()}")
-                return {
-                    "seconds": report["seconds"],
-                    "cpu_seconds": report["cpu_seconds"],
-                    "peak_rss_mib": result.peak_rss_mib,
-                }
+                return _sample(report["seconds"], report["cpu_seconds"], result)
 
             sample, delta = self._counted(run)
             if delta["contentRequests"] != 1 or delta["metadataRequests"] > 1 or delta["uploads"]:
@@ -247,26 +230,10 @@ class Bench:
 
         def run() -> dict[str, float]:
             if client == "curl":
-                url = f"{self.url}/v1/runtimes/{RUNTIME}/files/upload"
-                segments = [
-                    [
-                        "-o",
-                        "/dev/null",
-                        "-F",
-                        f"file=@{source}",
-                        "-F",
-                        f"runtimePath=small/{i}-{source.name}",
-                        url,
-                    ]
-                    for i in range(count)
-                ]
+                segments = [self._curl_upload(source, f"small/{i}-{source.name}") for i in range(count)]
                 transfers, result = self._curl(*segments)
                 seconds = sum(seconds for seconds, _ in transfers)
-                return {
-                    "seconds": seconds,
-                    "cpu_seconds": result.cpu_seconds,
-                    "peak_rss_mib": result.peak_rss_mib,
-                }
+                return _sample(seconds, result.cpu_seconds, result)
             workload = (
                 ("small", str(source), str(count))
                 if client == "hook"
@@ -279,11 +246,7 @@ class Bench:
                 raise CheckFailed(
                     f"{client}: the upload answers say {report['server_sizes'][:5]}... for {size}"
                 )
-            return {
-                "seconds": report["seconds"],
-                "cpu_seconds": report["cpu_seconds"],
-                "peak_rss_mib": result.peak_rss_mib,
-            }
+            return _sample(report["seconds"], report["cpu_seconds"], result)
 
         sample, delta = self._counted(run)
         total = delta["uploadBodyBytes"]
