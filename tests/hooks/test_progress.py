@@ -315,43 +315,42 @@ def _slow_answer(delay: float) -> Callable[[dict[str, Any]], tuple[int, dict[str
     return respond
 
 
+SlowUpload = Callable[..., list[str]]
+
+
 @pytest.fixture
-def slow_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[float], HttpRecorder]]:
-    """A loopback HTTP server that answers uploads late; the default connection points at it."""
+def slow_upload(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> Iterator[SlowUpload]:
+    """``slow_upload(delay, wait_notice=..., quiet_seconds=...)``: upload 4 bytes (``slow.bin``) to a loopback
+    server that answers ``delay`` seconds after the body arrived, with the hook's wait notice and quiet
+    seconds set as given; the hook's log lines."""
     started: list[HttpRecorder] = []
 
-    def start(delay: float) -> HttpRecorder:
+    def upload(delay: float, *, wait_notice: float, quiet_seconds: float | None = None) -> list[str]:
+        monkeypatch.setattr(bctrl_module, "WAIT_NOTICE_SECONDS", wait_notice)
+        if quiet_seconds is not None:
+            monkeypatch.setattr(bctrl_module, "PROGRESS_QUIET_SECONDS", quiet_seconds)
         recorder = HttpRecorder(_slow_answer(delay))
         started.append(recorder)
         connection = {"conn_type": "bctrl", "host": recorder.url, "password": "bctrl_slow_key_0123"}
         monkeypatch.setenv("AIRFLOW_CONN_BCTRL_DEFAULT", json.dumps(connection))
-        return recorder
+        source = tmp_path / "slow.bin"
+        source.write_bytes(b"data")
+        with _logged_hook(caplog, timeout=30) as hook:
+            staged = hook.upload_file("rt-1", source)
+        assert staged.id == "file-slow"
+        return _messages(caplog, HOOK_LOG)
 
-    yield start
+    yield upload
     for recorder in started:
         recorder.close()
 
 
-def _upload_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> list[str]:
-    source = tmp_path / "slow.bin"
-    source.write_bytes(b"data")
-    with _logged_hook(caplog, timeout=30) as hook:
-        staged = hook.upload_file("rt-1", source)
-    assert staged.id == "file-slow"
-    return _messages(caplog, HOOK_LOG)
-
-
-def test_a_late_answer_after_the_upload_is_announced_once(
-    slow_server: Callable[[float], HttpRecorder],
-    tmp_path: Path,
-    caplog: pytest.LogCaptureFixture,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_a_late_answer_after_the_upload_is_announced_once(slow_upload: SlowUpload) -> None:
     """The body went out, the server takes its time: one "waiting" line, before the summary."""
-    monkeypatch.setattr(bctrl_module, "WAIT_NOTICE_SECONDS", 0.3)
-    slow_server(1.5)  # more than the notice, less than notice + the 30 s repeat interval
-
-    messages = _upload_logged(tmp_path, caplog)
+    # The answer comes later than the notice, sooner than the notice plus the 30 s repeat interval.
+    messages = slow_upload(1.5, wait_notice=0.3)
 
     waiting = [m for m in messages if WAITING.match(m)]
     assert len(waiting) == 1, messages
@@ -362,15 +361,8 @@ def test_a_late_answer_after_the_upload_is_announced_once(
     assert messages.index(waiting[0]) < messages.index(summary.string)
 
 
-def test_a_prompt_answer_logs_no_waiting_line(
-    slow_server: Callable[[float], HttpRecorder],
-    tmp_path: Path,
-    caplog: pytest.LogCaptureFixture,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(bctrl_module, "WAIT_NOTICE_SECONDS", 5.0)
-    slow_server(0.0)
-    messages = _upload_logged(tmp_path, caplog)
+def test_a_prompt_answer_logs_no_waiting_line(slow_upload: SlowUpload) -> None:
+    messages = slow_upload(0.0, wait_notice=5.0)
     assert not [m for m in messages if "waiting for BCTRL" in m]
     assert len(_summary_lines(messages)) == 1
 
@@ -465,17 +457,10 @@ def test_a_failed_transfer_says_what_it_was_before_its_error(
 
 
 def test_a_blocked_upload_says_what_it_is_doing_after_the_quiet_seconds(
-    slow_server: Callable[[float], HttpRecorder],
-    tmp_path: Path,
-    caplog: pytest.LogCaptureFixture,
-    monkeypatch: pytest.MonkeyPatch,
+    slow_upload: SlowUpload, tmp_path: Path
 ) -> None:
     """The start line comes from the watchdog's thread while the upload waits: not only at its end."""
-    monkeypatch.setattr(bctrl_module, "PROGRESS_QUIET_SECONDS", 0.2)
-    monkeypatch.setattr(bctrl_module, "WAIT_NOTICE_SECONDS", 0.5)
-    slow_server(1.0)
-
-    messages = _upload_logged(tmp_path, caplog)
+    messages = slow_upload(1.0, wait_notice=0.5, quiet_seconds=0.2)
 
     assert messages[0].startswith(f"Uploading {tmp_path / 'slow.bin'} (4 bytes) into runtime rt-1 at http://")
     assert WAITING.match(messages[1]), messages
