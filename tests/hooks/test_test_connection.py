@@ -12,7 +12,6 @@ import http.server
 import json
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ from typing import Any
 
 import pytest
 import requests
-from _airflow_env import airflow_env
+from _airflow_env import AIRFLOW_BIN, airflow_env
 
 from airflow_provider_bctrl.hooks.bctrl import BctrlHook
 from airflow_provider_bctrl.testing.emulator import BctrlEmulator
@@ -350,9 +349,8 @@ def _run_cli(case: CliCase, home: Path) -> subprocess.CompletedProcess[str]:
         NO_COLOR="1",
     )
     home.mkdir(parents=True, exist_ok=True)
-    airflow = Path(sys.executable).with_name("airflow")
     return subprocess.run(
-        [str(airflow), "connections", "test", "-v", "bctrl_cli"],
+        [AIRFLOW_BIN, "connections", "test", "-v", "bctrl_cli"],
         env=env,
         capture_output=True,
         text=True,

@@ -25,8 +25,9 @@ from typing import Any
 
 import pytest
 import requests
-from _airflow_process import log_tail, running_api_server
+from _airflow_process import running_api_server
 from _browser import add_bctrl_connection, chromium, edit_bctrl_connection, open_section, save_connection
+from _process_group import log_tail
 
 from airflow_provider_bctrl import CONN_FIELDS
 from airflow_provider_bctrl.testing.emulator import BctrlEmulator
