@@ -16,12 +16,15 @@ from pathlib import Path
 from airflow_provider_bctrl.testing._wait import session_members, wait_gone
 
 
-def start_group(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    """Start ``args`` in a process group of its own, stdout and stderr into ``log_path`` (created anew)."""
+def start_group(
+    args: list[str], env: dict[str, str], log_path: Path, *, cwd: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``args`` (in ``cwd``) in a process group of its own, stdout and stderr into ``log_path`` (created anew)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "wb") as log:
         return subprocess.Popen(
             args,
+            cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=log,
