@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,47 +202,6 @@ def get_json(url: str, timeout: float = 10, *, cafile: Path | None = None) -> An
         return json.load(response)
 
 
-def loopback_certificate(directory: Path) -> tuple[Path, Path]:
-    """A throwaway self-signed certificate for ``127.0.0.1`` and its key: ``(cert.pem, key.pem)``.
-
-    For the TLS runs: the sink serves it, and every client trusts it as its only CA (curl
-    ``--cacert``, the hook through ``REQUESTS_CA_BUNDLE``), so nothing skips verification.
-    """
-    import datetime
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bctrl benchmark sink")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "sink-cert.pem", directory / "sink-key.pem"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert_path, key_path
-
-
 def median(values: Sequence[float]) -> float:
     """The median (the benchmarks' statistic: robust to a noisy neighbour on a shared machine)."""
     return statistics.median(values)
@@ -329,6 +288,47 @@ def hook_env(
     return env
 
 
+def print_rss_source() -> None:
+    """Under a table of client peak RSS: say so when GNU time is missing (the figures are then too high)."""
+    if not GNU_TIME:
+        print("(GNU time is not installed: peak RSS figures include the launching Python process's)")
+
+
+def print_targets(lines: Iterable[tuple[bool | None, str]]) -> bool:
+    """Print each target line, ``PASS``/``FAIL`` for a judged target and ``INFO`` for ``None`` (a figure that
+    informs); True when no judged target is missed."""
+    ok = True
+    for met, line in lines:
+        if met is None:
+            print(f"INFO: {line}")
+        else:
+            ok = ok and met
+            print(f"{'PASS' if met else 'FAIL'}: {line}")
+    return ok
+
+
+def run_and_report(
+    run: Callable[[], dict[str, Any]],
+    report: Callable[[dict[str, Any]], bool],
+    json_path: Path | None,
+    **facts: Any,
+) -> int:
+    """The end of every benchmark's command line: the machine line, the run, the report, the JSON file.
+
+    The results get the machine facts (``"machine"``) and ``facts`` before ``report`` sees them; they
+    are written to ``json_path`` when it is given. Returns the exit status: 1 when a target is missed.
+    """
+    info = machine()
+    print_machine(info)
+    result = run()
+    result["machine"] = info
+    result.update(facts)
+    ok = report(result)
+    if json_path:
+        json_path.write_text(json.dumps(result, indent=2))
+    return 0 if ok else 1
+
+
 def add_size_arguments(parser: argparse.ArgumentParser, *, default_rounds: int) -> None:
     """The options every size-based benchmark takes: --sizes, --rounds, --quick, --json, --quiet."""
     parser.add_argument("--sizes", help="comma-separated, e.g. 10M,256M,1G (default: those three)")
@@ -353,3 +353,11 @@ def chosen_sizes(
     if not 1 <= rounds <= max_rounds:
         parser.error(f"--rounds must be between 1 and {max_rounds}")
     return sorted(sizes), rounds
+
+
+def chosen_names(parser: argparse.ArgumentParser, text: str, known: Sequence[str], what: str) -> list[str]:
+    """The names in the comma-separated ``text``, each one of ``known``; an unknown one is a usage error."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if unknown := set(names) - set(known):
+        parser.error(f"unknown {what}: {', '.join(sorted(unknown))}")
+    return names

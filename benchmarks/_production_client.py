@@ -19,38 +19,11 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-
-def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-class Clock:
-    """Wall and CPU seconds of the timed part only."""
-
-    def __enter__(self) -> Clock:
-        self.seconds = self.cpu_seconds = 0.0
-        self._wall, self._cpu = time.perf_counter(), _cpu_seconds()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.seconds = time.perf_counter() - self._wall
-        self.cpu_seconds = _cpu_seconds() - self._cpu
-
-
-def new_hook() -> Any:
-    """A hook with no automatic retries (a retried sample would be two), its connection looked up."""
-    from airflow_provider_bctrl.hooks.bctrl import BctrlHook
-
-    hook = BctrlHook(max_retries=0, timeout=600)
-    hook.get_conn()  # connection lookup and session set-up, outside the timed part (no request yet)
-    return hook
+from _client import Clock, new_hook, peak_rss_mib
 
 
 def upload(path: Path) -> dict[str, Any]:
@@ -120,7 +93,7 @@ def main(argv: list[str]) -> int:
         report = small_requests(rest[0], Path(rest[1]), int(rest[2]))
     else:
         raise SystemExit(f"unknown workload {workload!r}")
-    report["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    report["peak_rss_mib"] = peak_rss_mib()
     print(json.dumps(report))
     return 0
 

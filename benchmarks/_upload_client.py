@@ -10,69 +10,42 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import sys
-import time
 from pathlib import Path
 
-
-def _peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+from _client import Clock, new_hook, peak_rss_mib
 
 
-def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-class _Clock:
-    """Wall and CPU seconds of the timed part only."""
-
-    def __enter__(self) -> _Clock:
-        self.seconds = self.cpu_seconds = 0.0
-        self._wall, self._cpu = time.perf_counter(), _cpu_seconds()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.seconds = time.perf_counter() - self._wall
-        self.cpu_seconds = _cpu_seconds() - self._cpu
-
-
-def upload_with_hook(url: str, path: Path) -> tuple[_Clock, int | None]:
+def upload_with_hook(url: str, path: Path) -> tuple[Clock, int | None]:
     """Time ``BctrlHook.upload_file``; return the clock and the size the server reported."""
-    from airflow_provider_bctrl.hooks.bctrl import BctrlHook
-
-    hook = BctrlHook(max_retries=0, timeout=600)
-    hook.session  # noqa: B018 - connection lookup and session set-up, outside the timed part
-    with _Clock() as clock:
+    hook = new_hook()
+    with Clock() as clock:
         staged = hook.upload_file("rt_bench", path, runtime_path="bench/" + path.name)
     return clock, staged.size_bytes
 
 
-def upload_with_warm_hook(url: str, path: Path) -> tuple[_Clock, int | None]:
+def upload_with_warm_hook(url: str, path: Path) -> tuple[Clock, int | None]:
     """Time a second ``upload_file`` on the same hook: the per-process first-use costs already paid.
 
     The first upload in a process also pays one-time costs (the ``mimetypes`` database, the first
     request through requests/urllib3, the first log lines, a garbage collection of everything Airflow
     imported); this shows what is left per call once they are paid, over the reused connection.
     """
-    from airflow_provider_bctrl.hooks.bctrl import BctrlHook
-
-    hook = BctrlHook(max_retries=0, timeout=600)
+    hook = new_hook()
     hook.upload_file("rt_bench", path, runtime_path="bench/warm-up-" + path.name)
-    with _Clock() as clock:
+    with Clock() as clock:
         staged = hook.upload_file("rt_bench", path, runtime_path="bench/" + path.name)
     return clock, staged.size_bytes
 
 
-def upload_with_requests(url: str, path: Path) -> tuple[_Clock, int | None]:
+def upload_with_requests(url: str, path: Path) -> tuple[Clock, int | None]:
     """Time ``requests.post(files=...)`` as most code writes it (it builds the whole body in memory)."""
     import requests
 
     session = requests.Session()
     session.trust_env = False
     session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or True  # the TLS run's test certificate
-    with _Clock() as clock, path.open("rb") as source:
+    with Clock() as clock, path.open("rb") as source:
         response = session.post(
             f"{url}/v1/runtimes/rt_bench/files/upload",
             files={"file": (path.name, source, "application/octet-stream")},
@@ -98,14 +71,14 @@ def main(argv: list[str]) -> int:
         import airflow_provider_bctrl.hooks.bctrl  # noqa: F401
     else:
         import requests  # noqa: F401
-    before = _peak_mib()
+    before = peak_rss_mib()
     clock, server_bytes = upload(url, path)
     report = {
         "seconds": clock.seconds,
         "cpu_seconds": clock.cpu_seconds,
         "server_bytes": server_bytes,
         "peak_before_mib": before,
-        "peak_after_mib": _peak_mib(),
+        "peak_after_mib": peak_rss_mib(),
     }
     print(json.dumps(report))
     return 0

@@ -33,7 +33,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import PYTHON, REPO_ROOT, machine, median, print_machine
+from _common import PYTHON, REPO_ROOT, median, run_and_report
 
 OPERATORS_MODULE = "airflow_provider_bctrl.operators.runtime_files"
 TARGET_MS = 50.0
@@ -186,14 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = 5 if args.quick and args.runs == 15 else args.runs
     if not 1 <= runs <= 100:
         parser.error("--runs must be between 1 and 100")
-    info = machine()
-    print_machine(info)
-    result = run(runs)
-    result["machine"] = info
-    ok = report(result)
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
-    return 0 if ok else 1
+    return run_and_report(lambda: run(runs), report, args.json)
 
 
 if __name__ == "__main__":

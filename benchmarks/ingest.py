@@ -28,10 +28,10 @@ from _common import (
     REPO_ROOT,
     add_size_arguments,
     chosen_sizes,
-    machine,
     make_file,
     median,
-    print_machine,
+    print_targets,
+    run_and_report,
     run_child,
     size_label,
     temp_dir,
@@ -157,11 +157,7 @@ def report(result: dict[str, Any]) -> bool:
                 f"{growth:+.1f} MiB (target < {TARGET_RSS_GROWTH_MIB:g} MiB)",
             )
         )
-    ok = True
-    for passed, line in lines:
-        ok = ok and passed
-        print(f"{'PASS' if passed else 'FAIL'}: {line}")
-    return ok
+    return print_targets(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,14 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     add_size_arguments(parser, default_rounds=3)
     args = parser.parse_args(argv)
     sizes, rounds = chosen_sizes(parser, args, default_rounds=3, max_rounds=20)
-    info = machine()
-    print_machine(info)
-    result = run(sizes, rounds, verbose=not args.quiet)
-    result["machine"] = info
-    ok = report(result)
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
-    return 0 if ok else 1
+    return run_and_report(lambda: run(sizes, rounds, verbose=not args.quiet), report, args.json)
 
 
 if __name__ == "__main__":

@@ -47,23 +47,24 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _certificate import loopback_certificate
 from _common import (
     BENCH_DIR,
-    GNU_TIME,
     MIB,
     PYTHON,
     ChildResult,
     add_size_arguments,
+    chosen_names,
     chosen_sizes,
     get_json,
     hook_env,
-    loopback_certificate,
-    machine,
     make_file,
     median,
     parse_size,
-    print_machine,
+    print_rss_source,
+    print_targets,
     rotated,
+    run_and_report,
     run_child,
     server_process,
     size_label,
@@ -91,6 +92,11 @@ class CheckFailed(RuntimeError):
 
 
 # ------------------------------------------------------------------------------------------ harness
+
+
+def _sample(seconds: float, cpu_seconds: float, child: ChildResult) -> dict[str, float]:
+    """One sample's figures: the timed seconds and CPU seconds, and the client process's peak RSS."""
+    return {"seconds": seconds, "cpu_seconds": cpu_seconds, "peak_rss_mib": child.peak_rss_mib}
 
 
 class Bench:
@@ -130,6 +136,11 @@ class Bench:
             )
         return transfers, result
 
+    def _curl_upload(self, source: Path, runtime_path: str) -> list[str]:
+        """curl's arguments for one upload of ``source`` to ``runtime_path`` (a ``_curl`` segment)."""
+        url = f"{self.url}/v1/runtimes/{RUNTIME}/files/upload"
+        return ["-o", "/dev/null", "-F", f"file=@{source}", "-F", f"runtimePath={runtime_path}", url]
+
     def _counted(self, run: Callable[[], dict[str, float]]) -> tuple[dict[str, float], dict[str, int]]:
         before = self.stats()
         sample = run()
@@ -147,34 +158,15 @@ class Bench:
 
         def run() -> dict[str, float]:
             if client == "curl":
-                url = f"{self.url}/v1/runtimes/{RUNTIME}/files/upload"
-                transfers, result = self._curl(
-                    [
-                        "-o",
-                        "/dev/null",
-                        "-F",
-                        f"file=@{source}",
-                        "-F",
-                        f"runtimePath=bench/{source.name}",
-                        url,
-                    ]
-                )
-                return {
-                    "seconds": transfers[0][0],
-                    "cpu_seconds": result.cpu_seconds,
-                    "peak_rss_mib": result.peak_rss_mib,
-                }
+                transfers, result = self._curl(self._curl_upload(source, f"bench/{source.name}"))
+                return _sample(transfers[0][0], result.cpu_seconds, result)
             report, result = self._python("upload", str(source))
             if (
                 report["server_sizes"] != [None]
                 and not size < report["server_sizes"][0] <= size + MAX_FRAMING
             ):
                 raise CheckFailed(f"the hook's upload answer says {report['server_sizes']} bytes for {size}")
-            return {
-                "seconds": report["seconds"],
-                "cpu_seconds": report["cpu_seconds"],
-                "peak_rss_mib": result.peak_rss_mib,
-            }
+            return _sample(report["seconds"], report["cpu_seconds"], result)
 
         sample, delta = self._counted(run)
         body = delta["lastUploadBodyBytes"]
@@ -208,19 +200,11 @@ class Bench:
                     finally:
                         os.close(fd)
                     seconds = transfers[0][0] + time.perf_counter() - started
-                    return {
-                        "seconds": seconds,
-                        "cpu_seconds": result.cpu_seconds,
-                        "peak_rss_mib": result.peak_rss_mib,
-                    }
+                    return _sample(seconds, result.cpu_seconds, result)
                 report, result = self._python("download", file_id, str(target))
                 if report["uri"] != target.as_uri():
                     raise CheckFailed(f"the hook wrote {report['uri']}, not {target.as_uri()}")
-                return {
-                    "seconds": report["seconds"],
-                    "cpu_seconds": report["cpu_seconds"],
-                    "peak_rss_mib": result.peak_rss_mib,
-                }
+                return _sample(report["seconds"], report["cpu_seconds"], result)
 
             sample, delta = self._counted(run)
             if delta["contentRequests"] != 1 or delta["metadataRequests"] > 1 or delta["uploads"]:
@@ -246,26 +230,10 @@ class Bench:
 
         def run() -> dict[str, float]:
             if client == "curl":
-                url = f"{self.url}/v1/runtimes/{RUNTIME}/files/upload"
-                segments = [
-                    [
-                        "-o",
-                        "/dev/null",
-                        "-F",
-                        f"file=@{source}",
-                        "-F",
-                        f"runtimePath=small/{i}-{source.name}",
-                        url,
-                    ]
-                    for i in range(count)
-                ]
+                segments = [self._curl_upload(source, f"small/{i}-{source.name}") for i in range(count)]
                 transfers, result = self._curl(*segments)
                 seconds = sum(seconds for seconds, _ in transfers)
-                return {
-                    "seconds": seconds,
-                    "cpu_seconds": result.cpu_seconds,
-                    "peak_rss_mib": result.peak_rss_mib,
-                }
+                return _sample(seconds, result.cpu_seconds, result)
             workload = (
                 ("small", str(source), str(count))
                 if client == "hook"
@@ -278,11 +246,7 @@ class Bench:
                 raise CheckFailed(
                     f"{client}: the upload answers say {report['server_sizes'][:5]}... for {size}"
                 )
-            return {
-                "seconds": report["seconds"],
-                "cpu_seconds": report["cpu_seconds"],
-                "peak_rss_mib": result.peak_rss_mib,
-            }
+            return _sample(report["seconds"], report["cpu_seconds"], result)
 
         sample, delta = self._counted(run)
         total = delta["uploadBodyBytes"]
@@ -558,15 +522,12 @@ def report(result: dict[str, Any]) -> bool:
         print(
             f"(downloads written to {where}; curl's time includes an fsync of its output, as the hook's does)"
         )
-    if not GNU_TIME:
-        print("(GNU time is not installed: peak RSS figures include the launching Python process's)")
-    ok = True
-    for met, line in checks(result):
-        if met is None:
-            print(f"INFO: {line}")
-        else:
-            ok = ok and met
-            print(f"{'PASS' if met else 'FAIL'}: {line}")
+    print_rss_source()
+    ok = print_targets(checks(result))
+    machine = result["machine"]
+    print(
+        f"load average before {machine['load_average']}, after {result['load_after']} ({machine['cpus']} CPUs)"
+    )
     return ok
 
 
@@ -584,30 +545,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     sizes, rounds = chosen_sizes(parser, args, default_rounds=5, max_rounds=50)
-    workloads = [w.strip() for w in (args.only or ",".join(WORKLOADS)).split(",") if w.strip()]
-    if unknown := set(workloads) - set(WORKLOADS):
-        parser.error(f"unknown workloads: {', '.join(sorted(unknown))}")
+    workloads = chosen_names(parser, args.only or ",".join(WORKLOADS), WORKLOADS, "workloads")
     if not 1 <= args.small_count <= 10_000:
         parser.error("--small-count must be between 1 and 10000")
-    info = machine()
-    print_machine(info)
-    result = run(
-        sizes,
-        rounds,
-        workloads,
-        small_count=args.small_count,
-        small_size=parse_size(args.small_size),
-        small_rounds=args.small_rounds or (rounds if args.quick else max(rounds, 9)),
-        verbose=not args.quiet,
-    )
-    result["machine"] = info
-    result["load_after"] = [round(value, 2) for value in os.getloadavg()]
-    result["quick"] = bool(args.quick)
-    ok = report(result)
-    print(f"load average before {info['load_average']}, after {result['load_after']} ({info['cpus']} CPUs)")
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
-    return 0 if ok else 1
+
+    def run_and_take_the_load() -> dict[str, Any]:
+        result = run(
+            sizes,
+            rounds,
+            workloads,
+            small_count=args.small_count,
+            small_size=parse_size(args.small_size),
+            small_rounds=args.small_rounds or (rounds if args.quick else max(rounds, 9)),
+            verbose=not args.quiet,
+        )
+        result["load_after"] = [round(value, 2) for value in os.getloadavg()]
+        return result
+
+    return run_and_report(run_and_take_the_load, report, args.json, quick=bool(args.quick))
 
 
 if __name__ == "__main__":

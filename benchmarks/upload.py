@@ -36,21 +36,22 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _certificate import loopback_certificate
 from _common import (
     BENCH_DIR,
-    GNU_TIME,
     MIB,
     PYTHON,
     add_size_arguments,
+    chosen_names,
     chosen_sizes,
     get_json,
     hook_env,
-    loopback_certificate,
-    machine,
     make_file,
     median,
-    print_machine,
+    print_rss_source,
+    print_targets,
     rotated,
+    run_and_report,
     run_child,
     server_process,
     size_label,
@@ -240,18 +241,8 @@ def report(result: dict[str, Any]) -> bool:
             f"{row['label']:>8}  {row['client']:<12}{row['seconds']:10.3f}{row['mib_s']:10.1f}"
             f"{row['cpu_seconds']:8.3f}{row['peak_rss_mib']:14.1f}{ratio:>8}   {row['min_seconds']:.3f}..{row['max_seconds']:.3f}"
         )
-    if not GNU_TIME:
-        print("(GNU time is not installed: peak RSS figures include the launching Python process's)")
-    ok = True
-    for passed, line in checks(result):
-        if passed is None:
-            print(f"INFO: {line}")
-            continue
-        ok = ok and passed
-        print(f"{'PASS' if passed else 'FAIL'}: {line}")
-    for line in cpu_notes(result):
-        print(f"INFO: {line}")
-    return ok
+    print_rss_source()
+    return print_targets([*checks(result), *((None, note) for note in cpu_notes(result))])
 
 
 def cpu_notes(result: dict[str, Any]) -> list[str]:
@@ -284,18 +275,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     sizes, rounds = chosen_sizes(parser, args, default_rounds=5, max_rounds=50)
-    clients = [client.strip() for client in args.clients.split(",") if client.strip()]
-    if unknown := set(clients) - set(CLIENTS):
-        parser.error(f"unknown clients: {', '.join(sorted(unknown))}")
-    info = machine()
-    print_machine(info)
-    result = run(sizes, rounds, clients, verbose=not args.quiet, tls=args.tls)
-    result["machine"] = info
-    result["quick"] = bool(args.quick)
-    ok = report(result)
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
-    return 0 if ok else 1
+    clients = chosen_names(parser, args.clients, CLIENTS, "clients")
+    return run_and_report(
+        lambda: run(sizes, rounds, clients, verbose=not args.quiet, tls=args.tls),
+        report,
+        args.json,
+        quick=bool(args.quick),
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The environment of an Airflow command a test starts: its own home and SQLite database, nothing of ours.
+"""An Airflow command a test starts: this venv's ``airflow``, its own home and SQLite database, nothing of ours.
 
 Every ``airflow ...`` subprocess of the tests (``dags test``, ``connections test``, ``standalone``) gets
 the caller's environment without any ``AIRFLOW*`` variable, so the test session's own home, settings
@@ -8,7 +8,11 @@ and connections never leak into it, and then exactly the settings the test names
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
+
+#: The ``airflow`` console script of the interpreter running the tests (the project's venv).
+AIRFLOW_BIN = str(Path(sys.executable).with_name("airflow"))
 
 
 def airflow_env(

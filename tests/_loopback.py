@@ -78,10 +78,9 @@ def pipe(source: socket.socket, target: socket.socket) -> None:
             target.shutdown(socket.SHUT_WR)
 
 
-def read_request(conn: socket.socket) -> bytes:
-    """Read one HTTP request's head and body (by Content-Length) off ``conn``; its request line.
-
-    ``b""`` when the peer closed before a whole head arrived. Bounded by a 10 s socket timeout.
+def read_head(conn: socket.socket) -> bytes:
+    """Read off ``conn`` until a whole HTTP head has arrived: every byte read (the head and whatever came
+    with it, as a proxy forwards it), or ``b""`` when the peer closed first. Bounded by a 10 s socket timeout.
     """
     conn.settimeout(10)
     data = b""
@@ -90,6 +89,17 @@ def read_request(conn: socket.socket) -> bytes:
         if not chunk:
             return b""
         data += chunk
+    return data
+
+
+def read_request(conn: socket.socket) -> bytes:
+    """Read one HTTP request's head and body (by Content-Length) off ``conn``; its request line.
+
+    ``b""`` when the peer closed before a whole head arrived. Bounded by a 10 s socket timeout.
+    """
+    data = read_head(conn)
+    if not data:
+        return b""
     head, _, body = data.partition(b"\r\n\r\n")
     length = 0
     for line in head.split(b"\r\n")[1:]:

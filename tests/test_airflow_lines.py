@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from _python_child import python_json
 
 from airflow_provider_bctrl import get_provider_info
 from airflow_provider_bctrl.version_compat import AIRFLOW_V_3_0_PLUS, airflow_version
@@ -66,13 +65,7 @@ def test_bctrl_assets_are_refused_at_parse_time_on_airflow_2(tmp_path: Path) -> 
         print(json.dumps({"dags": sorted(bag.dags), "errors": {k.rsplit("/", 1)[-1]: v for k, v in bag.import_errors.items()}}))
         """
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code, str(dags)], capture_output=True, text=True, timeout=180, check=False
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    import json
-
-    parsed = json.loads(done.stdout.strip().splitlines()[-1])
+    parsed = python_json(code, str(dags))
     assert parsed["dags"] == ["without_asset"]
     assert "BctrlUnsupportedError" in parsed["errors"]["with_asset.py"]
     assert "need Airflow 3.0 or later" in parsed["errors"]["with_asset.py"]

@@ -104,7 +104,8 @@ def test_production_server_refuses_a_broken_multipart_body(tmp_path: Path) -> No
     # The native server checks each upload's framing, so a client that sends the wrong bytes fails the
     # benchmark instead of looking fast.
     sys.path.insert(0, str(BENCH))
-    from _common import get_json, loopback_certificate, server_process
+    from _certificate import loopback_certificate
+    from _common import get_json, server_process
 
     cert, key = loopback_certificate(tmp_path)
     command = [

@@ -20,11 +20,8 @@ blocks it ran.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -33,6 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from _process_group import start_group, stop_group
+
+from airflow_provider_bctrl.testing._wait import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 #: Longest a block may run (an ``airflow dags test`` on a busy two-core machine is well under this).
@@ -141,12 +141,6 @@ def _try_it_dags() -> list[str]:
     return ["bctrl_report_pipeline", "bctrl_report_taskflow", "bctrl_upload_many"]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _clean_env(work: Path) -> dict[str, str]:
     home, tmp = work / "home", work / "tmp"
     home.mkdir()
@@ -166,16 +160,7 @@ class _Server:
     def __init__(self, block: Block, env: dict[str, str], log: Path) -> None:
         self.block = block
         self.log = log
-        with log.open("wb") as out:
-            self.process = subprocess.Popen(
-                ["bash", "-euo", "pipefail", "-c", block.code],
-                cwd=REPO,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.process = start_group(["bash", "-euo", "pipefail", "-c", block.code], env, log, cwd=REPO)
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + SERVER_READY_TIMEOUT
@@ -191,16 +176,7 @@ class _Server:
         )
 
     def stop(self) -> None:
-        for signum in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(self.process.pid, signum)
-            except ProcessLookupError:
-                return
-            try:
-                self.process.wait(timeout=15)
-                return
-            except subprocess.TimeoutExpired:
-                continue
+        stop_group(self.process, grace=15)
 
 
 @pytest.fixture(scope="module")
@@ -224,7 +200,7 @@ def clean_env() -> Iterator[dict[str, str]]:
 def test_runnable_blocks_run_as_written(
     page: str, clean_env: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    env = {**clean_env, "BCTRL_EMULATOR_PORT": str(_free_port())}  # a port of its own per page
+    env = {**clean_env, "BCTRL_EMULATOR_PORT": str(free_port())}  # a port of its own per page
     work = Path(tempfile.mkdtemp(prefix="bctrl-docs-page-"))
     servers: list[_Server] = []
     ran: list[str] = []

@@ -11,9 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -21,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from _airflow_env import airflow_env
+from _airflow_env import AIRFLOW_BIN, airflow_env
+from _process_group import log_tail, start_group, stop_group
 
-from airflow_provider_bctrl.testing._wait import airflow_healthy, free_port, poll, session_members, wait_gone
+from airflow_provider_bctrl.testing._wait import airflow_healthy, free_port, poll
 
-AIRFLOW_BIN = str(Path(sys.executable).with_name("airflow"))
 #: How long the deployment may take to answer, and to stop, on 2 busy cores.
 START_TIMEOUT = 120.0
 STOP_GRACE = 30.0
@@ -46,11 +44,7 @@ class Standalone:
 
     def log_tail(self, chars: int = 8000) -> str:
         """The end of the deployment's combined output, for failure messages."""
-        try:
-            text = self.log_path.read_text(encoding="utf-8", errors="replace")
-        except OSError as exc:
-            return f"(no log: {exc})"
-        return f"--- airflow standalone output (last {chars} chars) ---\n{text[-chars:]}"
+        return log_tail(self.log_path, chars, "airflow standalone output")
 
     def api(self, method: str, path: str, *, expect: tuple[int, ...] = (200,), **kwargs: Any) -> Any:
         """Call ``/api/v2<path>``; the decoded JSON, or AssertionError naming the status and body."""
@@ -145,15 +139,7 @@ def run_standalone(home: Path, dags_folder: Path, extra_env: Mapping[str, str]) 
     port = free_port()
     env = standalone_env(home, port, dags_folder, extra_env)
     log_path = home / "standalone.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [AIRFLOW_BIN, "standalone"],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    process = start_group([AIRFLOW_BIN, "standalone"], env, log_path)
     deployment = Standalone(url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
     try:
 
@@ -176,27 +162,8 @@ def run_standalone(home: Path, dags_folder: Path, extra_env: Mapping[str, str]) 
         yield deployment
     finally:
         stopping = time.monotonic()
-        stop_group(process)
+        stop_group(process, grace=STOP_GRACE)
         print(
             f"airflow standalone stopped in {time.monotonic() - stopping:.1f} s (exit code {process.returncode})"
         )
         deployment.session.close()
-
-
-def stop_group(process: subprocess.Popen[bytes], grace: float = STOP_GRACE) -> None:
-    """SIGTERM the process group, wait up to ``grace`` seconds, then SIGKILL whatever is left of its session."""
-    pgid = process.pid
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=grace)
-    wait_gone(pgid, grace)
-    # Children (task workers, api-server workers) may outlive the leader; what it started goes with it.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
-    for member in session_members(pgid):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(int(member.split()[0]), signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=10)
-    wait_gone(pgid, 10)

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from _python_child import python_json
 
 from airflow_provider_bctrl.version_compat import AIRFLOW_V_3_0_PLUS, AIRFLOW_V_3_2_PLUS
 
@@ -88,16 +85,8 @@ print(json.dumps({
 
 @pytest.fixture(scope="module")
 def parsed() -> dict:
-    done = subprocess.run(
-        [sys.executable, "-c", _PARSE_SCRIPT, str(EXAMPLE_DAGS), "3.2+" if AIRFLOW_V_3_2_PLUS else "older"],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env=dict(os.environ),
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    result: dict = python_json(_PARSE_SCRIPT, str(EXAMPLE_DAGS), "3.2+" if AIRFLOW_V_3_2_PLUS else "older")
+    return result
 
 
 def test_example_dags_import_without_errors(parsed: dict) -> None:

@@ -14,17 +14,15 @@ import hashlib
 import json
 import re
 import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
 
 import pytest
-from _airflow_env import airflow_env
+from _airflow_env import AIRFLOW_BIN, airflow_env
 
 from airflow_provider_bctrl.testing.emulator import BctrlEmulator
 
-AIRFLOW_BIN = str(Path(sys.executable).with_name("airflow"))
 KEY = "bctrl_cli_Mm4secretQq27"
 DAG_ID = "user_report_handoff"
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_bctrl.exceptions import BctrlConnectionConfigError, BctrlError, BctrlInputError
+from airflow_provider_bctrl.exceptions import BctrlConnectionConfigError, BctrlInputError
 from airflow_provider_bctrl.hooks.bctrl import BctrlHook
 from airflow_provider_bctrl.testing.emulator import BctrlEmulator
 
@@ -43,164 +43,70 @@ def files(tmp_path: Path) -> dict[str, Path]:
     }
 
 
-Case = tuple[str, Callable[[BctrlHook, str, dict[str, Path]], Any], type[BctrlError], str]
+Call = Callable[[BctrlHook, str, dict[str, Path]], Any]
 
-CASES: list[Case] = [
-    ("missing file", lambda h, r, f: h.upload_file(r, f["missing"]), BctrlInputError, "does not exist"),
-    ("directory", lambda h, r, f: h.upload_file(r, f["directory"]), BctrlInputError, "is a directory"),
-    (
-        "unreadable file",
-        lambda h, r, f: h.upload_file(r, f["through_file"]),
-        BctrlInputError,
-        "cannot be read",
-    ),
-    ("socket", lambda h, r, f: h.upload_file(r, f["socket"]), BctrlInputError, "not a regular file"),
-    ("fifo", lambda h, r, f: h.upload_file(r, f["fifo"]), BctrlInputError, "not a regular file"),
-    ("source not a path", lambda h, r, f: h.upload_file(r, 42), BctrlInputError, "local file path"),  # type: ignore[arg-type]
-    (
-        "absolute runtime_path",
-        lambda h, r, f: h.upload_file(r, f["good"], runtime_path="/workspace/x.csv"),
-        BctrlInputError,
-        "relative to the runtime workspace",
-    ),
-    (
-        "runtime_path with ..",
-        lambda h, r, f: h.upload_file(r, f["good"], runtime_path="in/../../etc/x"),
-        BctrlInputError,
-        "'..'",
-    ),
-    (
-        "runtime_path with NUL",
-        lambda h, r, f: h.upload_file(r, f["good"], runtime_path="in/a\x00b"),
-        BctrlInputError,
-        "NUL",
-    ),
-    (
-        "runtime_path too long",
-        lambda h, r, f: h.upload_file(r, f["good"], runtime_path="a/" * 2049),
-        BctrlInputError,
-        "at most 4096",
-    ),
-    (
-        "name with /",
-        lambda h, r, f: h.upload_file(r, f["good"], name="a/b.csv"),
-        BctrlInputError,
-        "without '/'",
-    ),
-    (
-        "name too long",
-        lambda h, r, f: h.upload_file(r, f["good"], name="n" * 256 + ".csv"),
-        BctrlInputError,
-        "at most 255",
-    ),
-    (
-        "metadata not a mapping",
-        lambda h, r, f: h.upload_file(r, f["good"], metadata='{"a": 1}'),  # type: ignore[arg-type]
-        BctrlInputError,
-        "must be a mapping",
-    ),
-    (
-        "metadata not JSON-serialisable",
-        lambda h, r, f: h.upload_file(r, f["good"], metadata={"when": object()}),
-        BctrlInputError,
-        "not JSON-serialisable",
-    ),
-    (
-        "metadata with NaN",
-        lambda h, r, f: h.upload_file(r, f["good"], metadata={"x": float("nan")}),
-        BctrlInputError,
-        "not JSON-serialisable",
-    ),
-    (
-        "empty runtime id",
-        lambda h, r, f: h.upload_file("", f["good"]),
-        BctrlInputError,
-        "runtime_id is empty",
-    ),
-    (
-        "blank runtime id",
-        lambda h, r, f: h.upload_file("   ", f["good"]),
-        BctrlInputError,
-        "runtime_id is empty",
-    ),
-    (
-        "runtime id with /",
-        lambda h, r, f: h.upload_file("rt/../x", f["good"]),
-        BctrlInputError,
-        "not a valid id",
-    ),
-    (
-        "runtime id with ?",
-        lambda h, r, f: h.upload_file("rt?x=1", f["good"]),
-        BctrlInputError,
-        "not a valid id",
-    ),
-    (
-        "runtime id with #",
-        lambda h, r, f: h.upload_file("rt#frag", f["good"]),
-        BctrlInputError,
-        "not a valid id",
-    ),
-    ("runtime id with ..", lambda h, r, f: h.collect_file("..", "a.txt"), BctrlInputError, "not a valid id"),
-    (
-        "empty space id",
-        lambda h, r, f: h.collect_file(r, "a.txt", space_id=""),
-        BctrlInputError,
-        "space_id is empty",
-    ),
-    (
-        "space id with /",
-        lambda h, r, f: h.collect_file(r, "a.txt", space_id="s/1"),
-        BctrlInputError,
-        "not a valid id",
-    ),
-    (
-        "artifact not a mapping",
-        lambda h, r, f: h.collect_file(r, "a.txt", artifact="report"),  # type: ignore[arg-type]
-        BctrlInputError,
-        "artifact must be a mapping",
-    ),
-    (
-        "artifact unknown key",
-        lambda h, r, f: h.collect_file(r, "a.txt", artifact={"type": "report"}),
-        BctrlInputError,
-        "unknown keys",
-    ),
-    (
-        "artifact metadata not a mapping",
-        lambda h, r, f: h.collect_file(r, "a.txt", artifact={"metadata": [1]}),
-        BctrlInputError,
-        "must be a mapping",
-    ),
-    ("collect path empty", lambda h, r, f: h.collect_file(r, ""), BctrlInputError, "path is empty"),
-    (
-        "storage path absolute",
-        lambda h, r, f: h.collect_file(r, "a.txt", storage_path="/abs/x"),
-        BctrlInputError,
-        "must be relative",
-    ),
-    (
-        "destination path with ..",
-        lambda h, r, f: h.upload_file(r, f["good"], destination_path="a/../b"),
-        BctrlInputError,
-        "'..' segments",
-    ),
-    ("stage file id empty", lambda h, r, f: h.stage_file(r, ""), BctrlInputError, "file_id is empty"),
+
+def _upload(source: str = "good", **options: Any) -> Call:
+    """Upload ``files[source]`` to the test's runtime with ``options``."""
+    return lambda hook, runtime, files: hook.upload_file(runtime, files[source], **options)
+
+
+def _upload_to(runtime_id: str) -> Call:
+    """Upload the good file to the runtime ``runtime_id`` instead of the test's."""
+    return lambda hook, runtime, files: hook.upload_file(runtime_id, files["good"])
+
+
+def _collect(path: str = "a.txt", **options: Any) -> Call:
+    """Collect ``path`` from the test's runtime with ``options``."""
+    return lambda hook, runtime, files: hook.collect_file(runtime, path, **options)
+
+
+#: (label, the call, a fragment of the BctrlInputError's message).
+CASES: list[tuple[str, Call, str]] = [
+    ("missing file", _upload("missing"), "does not exist"),
+    ("directory", _upload("directory"), "is a directory"),
+    ("unreadable file", _upload("through_file"), "cannot be read"),
+    ("socket", _upload("socket"), "not a regular file"),
+    ("fifo", _upload("fifo"), "not a regular file"),
+    ("source not a path", lambda h, r, f: h.upload_file(r, 42), "local file path"),  # type: ignore[arg-type]
+    ("absolute runtime_path", _upload(runtime_path="/workspace/x.csv"), "relative to the runtime workspace"),
+    ("runtime_path with ..", _upload(runtime_path="in/../../etc/x"), "'..'"),
+    ("runtime_path with NUL", _upload(runtime_path="in/a\x00b"), "NUL"),
+    ("runtime_path too long", _upload(runtime_path="a/" * 2049), "at most 4096"),
+    ("name with /", _upload(name="a/b.csv"), "without '/'"),
+    ("name too long", _upload(name="n" * 256 + ".csv"), "at most 255"),
+    ("metadata not a mapping", _upload(metadata='{"a": 1}'), "must be a mapping"),
+    ("metadata not JSON-serialisable", _upload(metadata={"when": object()}), "not JSON-serialisable"),
+    ("metadata with NaN", _upload(metadata={"x": float("nan")}), "not JSON-serialisable"),
+    ("empty runtime id", _upload_to(""), "runtime_id is empty"),
+    ("blank runtime id", _upload_to("   "), "runtime_id is empty"),
+    ("runtime id with /", _upload_to("rt/../x"), "not a valid id"),
+    ("runtime id with ?", _upload_to("rt?x=1"), "not a valid id"),
+    ("runtime id with #", _upload_to("rt#frag"), "not a valid id"),
+    ("runtime id with ..", lambda h, r, f: h.collect_file("..", "a.txt"), "not a valid id"),
+    ("empty space id", _collect(space_id=""), "space_id is empty"),
+    ("space id with /", _collect(space_id="s/1"), "not a valid id"),
+    ("artifact not a mapping", _collect(artifact="report"), "artifact must be a mapping"),
+    ("artifact unknown key", _collect(artifact={"type": "report"}), "unknown keys"),
+    ("artifact metadata not a mapping", _collect(artifact={"metadata": [1]}), "must be a mapping"),
+    ("collect path empty", _collect(""), "path is empty"),
+    ("storage path absolute", _collect(storage_path="/abs/x"), "must be relative"),
+    ("destination path with ..", _upload(destination_path="a/../b"), "'..' segments"),
+    ("stage file id empty", lambda h, r, f: h.stage_file(r, ""), "file_id is empty"),
 ]
 
 
-@pytest.mark.parametrize(("label", "call", "error", "fragment"), CASES, ids=[case[0] for case in CASES])
+@pytest.mark.parametrize(("label", "call", "fragment"), CASES, ids=[case[0] for case in CASES])
 def test_bad_input_refused_before_any_request(
     emu: BctrlEmulator,
     runtime_id: str,
     files: dict[str, Path],
     label: str,
-    call: Callable[[BctrlHook, str, dict[str, Path]], Any],
-    error: type[BctrlError],
+    call: Call,
     fragment: str,
 ) -> None:
     emu.clear_requests_log()
-    with pytest.raises(error) as info:
+    with pytest.raises(BctrlInputError) as info:
         call(BctrlHook(), runtime_id, files)
     assert fragment in str(info.value), str(info.value)
     assert emu.requests_log() == [], f"{label}: a request was sent"

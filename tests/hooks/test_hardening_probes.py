@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,7 +18,7 @@ from typing import Any
 
 import pytest
 import requests
-from _loopback import LoopbackServer, read_request
+from _loopback import LoopbackServer, read_head, read_request
 
 from airflow_provider_bctrl.exceptions import (
     BctrlConnectionConfigError,
@@ -30,6 +31,7 @@ from airflow_provider_bctrl.exceptions import (
 from airflow_provider_bctrl.hooks.bctrl import BctrlHook
 
 KEY = "bctrl_probe_key_9876543210"
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 STAGED = {"id": "f1", "name": "n", "runtimeId": "r", "runtimePath": "p", "sizeBytes": 3, "expiresAt": None}
 
 
@@ -450,6 +452,38 @@ def test_a_body_that_does_not_decode_is_one_error_not_a_retry_loop(
 
 # ---------------------------------------------------------------- class 2 again: the same bound through a proxy
 
+_WHOAMI = b'{"organizationId": "o", "defaultSpaceId": "s"}'
+_WHOAMI_ANSWER = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(_WHOAMI)
+    + _WHOAMI
+)
+
+
+def _drip_whoami(conn: socket.socket) -> None:
+    """Read the request, then drip a whoami answer at 2 bytes a second (for 20 s at the most)."""
+    read_request(conn)
+    deadline = time.monotonic() + 20
+    for byte in _WHOAMI_ANSWER:
+        if time.monotonic() > deadline:
+            return
+        conn.sendall(bytes([byte]))
+        time.sleep(0.5)
+
+
+def _assert_whoami_bounded_through(
+    monkeypatch: pytest.MonkeyPatch, proxy_variable: str, proxy_url: str, api_url: str
+) -> None:
+    """With only ``proxy_variable`` set, a ``timeout=1`` whoami fails on the head deadline within 5 s."""
+    monkeypatch.setenv(proxy_variable, proxy_url)
+    for name in ("NO_PROXY", "no_proxy", proxy_variable.lower()):
+        monkeypatch.delenv(name, raising=False)
+    _use(monkeypatch, api_url)
+    hook = BctrlHook(timeout=1, max_retries=0)
+    started = time.monotonic()
+    with pytest.raises(BctrlTransportError, match="status and headers"):
+        hook.whoami()
+    assert time.monotonic() - started < 5
+
 
 def test_a_dripped_status_line_is_bounded_through_an_http_proxy(
     raw_server: Callable[[Callable[[socket.socket], None]], str], monkeypatch: pytest.MonkeyPatch
@@ -458,31 +492,13 @@ def test_a_dripped_status_line_is_bounded_through_an_http_proxy(
     a status line dripped at 2 bytes a second held a ``timeout=1`` call for as long as the server went on."""
     from _loopback import pipe
 
-    body = b'{"organizationId": "o", "defaultSpaceId": "s"}'
-    answer = (
-        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body
-    )
-
-    def upstream(conn: socket.socket) -> None:
-        read_request(conn)
-        deadline = time.monotonic() + 20
-        for byte in answer:
-            if time.monotonic() > deadline:
-                return
-            conn.sendall(bytes([byte]))
-            time.sleep(0.5)
-
-    upstream_url = raw_server(upstream)
+    upstream_url = raw_server(_drip_whoami)
     upstream_port = int(upstream_url.rsplit(":", 1)[1])
 
     def forward(conn: socket.socket) -> None:
-        conn.settimeout(10)
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = conn.recv(65536)
-            if not chunk:
-                return
-            head += chunk
+        head = read_head(conn)
+        if not head:
+            return
         target = socket.create_connection(("127.0.0.1", upstream_port))
         proxy.track(target)
         target.sendall(head)
@@ -491,15 +507,9 @@ def test_a_dripped_status_line_is_bounded_through_an_http_proxy(
 
     proxy = LoopbackServer(forward, max_seconds=60)
     try:
-        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
-        for name in ("NO_PROXY", "no_proxy", "http_proxy"):
-            monkeypatch.delenv(name, raising=False)
-        _use(monkeypatch, upstream_url)
-        hook = BctrlHook(timeout=1, max_retries=0)
-        started = time.monotonic()
-        with pytest.raises(BctrlTransportError, match="status and headers"):
-            hook.whoami()
-        assert time.monotonic() - started < 5
+        _assert_whoami_bounded_through(
+            monkeypatch, "HTTP_PROXY", f"http://127.0.0.1:{proxy.port}", upstream_url
+        )
     finally:
         proxy.close()
 
@@ -515,30 +525,16 @@ def test_a_dripped_status_line_is_bounded_through_an_https_proxy(
 
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(*tls_files)
-    body = b'{"organizationId": "o", "defaultSpaceId": "s"}'
-    answer = (
-        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body
-    )
 
     def upstream(conn: socket.socket) -> None:
         with context.wrap_socket(conn, server_side=True) as tls:
-            read_request(tls)
-            deadline = time.monotonic() + 20
-            for byte in answer:
-                if time.monotonic() > deadline:
-                    return
-                tls.sendall(bytes([byte]))
-                time.sleep(0.5)
+            _drip_whoami(tls)
 
     def proxy_handler(conn: socket.socket) -> None:
         tls = context.wrap_socket(conn, server_side=True)  # the proxy itself speaks TLS
-        tls.settimeout(10)
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = tls.recv(65536)
-            if not chunk:
-                return
-            head += chunk
+        head = read_head(tls)
+        if not head:
+            return
         assert head.startswith(b"CONNECT 127.0.0.1:%d " % api.port)
         target = socket.create_connection(("127.0.0.1", api.port))
         proxy.track(target)
@@ -556,15 +552,9 @@ def test_a_dripped_status_line_is_bounded_through_an_https_proxy(
     api = LoopbackServer(upstream, max_seconds=60)
     proxy = LoopbackServer(proxy_handler, max_seconds=60)
     try:
-        monkeypatch.setenv("HTTPS_PROXY", f"https://127.0.0.1:{proxy.port}")
-        for name in ("NO_PROXY", "no_proxy", "https_proxy"):
-            monkeypatch.delenv(name, raising=False)
-        _use(monkeypatch, f"https://127.0.0.1:{api.port}")
-        hook = BctrlHook(timeout=1, max_retries=0)
-        started = time.monotonic()
-        with pytest.raises(BctrlTransportError, match="status and headers"):
-            hook.whoami()
-        assert time.monotonic() - started < 5
+        _assert_whoami_bounded_through(
+            monkeypatch, "HTTPS_PROXY", f"https://127.0.0.1:{proxy.port}", f"https://127.0.0.1:{api.port}"
+        )
         assert proxy.accepted == 1
     finally:
         proxy.close()
@@ -576,39 +566,16 @@ def test_a_dripped_status_line_is_bounded_through_an_https_proxy(
 
 @pytest.fixture
 def tls_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
-    """A throwaway certificate for 127.0.0.1 that the hook trusts (``REQUESTS_CA_BUNDLE``)."""
-    import datetime
-    import ipaddress
+    """A throwaway certificate for 127.0.0.1 that the hook trusts (``REQUESTS_CA_BUNDLE``).
 
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+    Made by the benchmarks' helper (``benchmarks/_certificate.py``), imported the way
+    ``tests/test_benchmarks.py`` imports the benchmark modules.
+    """
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.insert(0, str(BENCHMARKS))
+    from _certificate import loopback_certificate
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
+    cert_file, key_file = loopback_certificate(tmp_path)
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert_file))
     return cert_file, key_file
 

@@ -8,14 +8,12 @@ client that read the file into memory would grow by a whole GiB.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from _python_child import python_json
 
 from airflow_provider_bctrl.testing.emulator import BctrlEmulator
 
@@ -65,16 +63,7 @@ def test_one_gib_upload_is_byte_exact_in_constant_memory(tmp_path: Path) -> None
         emu.stored_files()  # warm the server up before taking its baseline
         server_before = _vm_hwm_mib(emu.pid)
         env = {**os.environ, "AIRFLOW_CONN_BCTRL_DEFAULT": emu.airflow_connection_json()}
-        result = subprocess.run(
-            [sys.executable, "-c", CLIENT, runtime_id, str(source)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-        assert result.returncode == 0, result.stderr[-3000:]
-        client = json.loads(result.stdout.strip().splitlines()[-1])
+        client = python_json(CLIENT, runtime_id, str(source), env=env, timeout=600)
         server_after = _vm_hwm_mib(emu.pid)
         stored = {f["id"]: f for f in emu.stored_files()}
 

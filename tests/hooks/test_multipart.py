@@ -43,17 +43,22 @@ def test_body_equals_toolbelts_encoding(tmp_path: Path, size: int, fields: list[
     assert encoded == _reference(body, fields, data, "données.csv")
 
 
-def test_a_stream_of_known_size_encodes_the_same(tmp_path: Path) -> None:
-    data = os.urandom(2 * 1024 * 1024 + 3)
-    body = StreamingMultipartBody(
+def _stream_body(data: bytes, **options: Any) -> StreamingMultipartBody:
+    """``data`` as ``x.csv`` from an in-memory stream of known size, after ``FIELDS``."""
+    return StreamingMultipartBody(
         fields=FIELDS,
         file_field="file",
         stream=io.BytesIO(data),
         size=len(data),
         filename="x.csv",
         content_type="text/csv",
-        chunk_size=64 * 1024,
+        **options,
     )
+
+
+def test_a_stream_of_known_size_encodes_the_same(tmp_path: Path) -> None:
+    data = os.urandom(2 * 1024 * 1024 + 3)
+    body = _stream_body(data, chunk_size=64 * 1024)
     assert body.to_bytes() == _reference(body, FIELDS, data, "x.csv")
 
 
@@ -100,14 +105,7 @@ def _through(body: StreamingMultipartBody, sock: object) -> bytes:
 def test_a_stream_without_a_regular_file_is_chunked_even_over_plain_tcp() -> None:
     """sendfile needs a regular file; an object-storage stream (here in memory) goes as chunks."""
     data = os.urandom(300_000)
-    body = StreamingMultipartBody(
-        fields=FIELDS,
-        file_field="file",
-        stream=io.BytesIO(data),
-        size=len(data),
-        filename="x.csv",
-        content_type="text/csv",
-    )
+    body = _stream_body(data)
     with socket.socket() as plain:
         assert _through(body, plain) == _reference(body, FIELDS, data, "x.csv")
 

@@ -25,6 +25,7 @@ from airflow_provider_bctrl.hooks import bctrl as bctrl_module
 from airflow_provider_bctrl.hooks.bctrl import BctrlHook
 
 MIB = 1024 * 1024
+HOOK_LOG = "tests.bctrl.hook"
 PROGRESS = re.compile(
     r"^(?P<label>.+): (?P<done>\d+\.\d) / (?P<total>\d+\.\d) MiB \((?P<percent>\d+)%\), (?P<rate>\d+\.\d) MiB/s$"
 )
@@ -68,6 +69,25 @@ def _summary_lines(messages: list[str]) -> list[re.Match[str]]:
     return [match for message in messages if (match := SUMMARY.match(message))]
 
 
+def _feed(progress: TransferProgress, clock: FakeClock, total: int, seconds_per_mib: float) -> None:
+    """Report ``total`` bytes to ``progress`` one MiB at a time, ``seconds_per_mib`` apart on ``clock``."""
+    for done in range(MIB, total + 1, MIB):
+        clock.now += seconds_per_mib
+        progress.update(done)
+
+
+def _logged_hook(caplog: pytest.LogCaptureFixture, **options: Any) -> BctrlHook:
+    """A hook (no retries unless ``options`` say otherwise) whose log lines caplog captures under ``HOOK_LOG``.
+
+    The task log is structlog (printed, not captured by caplog); a stdlib logger in its place
+    receives exactly the calls the hook makes.
+    """
+    hook = BctrlHook(**{"max_retries": 0, **options})
+    hook._log = logging.getLogger(HOOK_LOG)  # type: ignore[assignment]
+    caplog.set_level(logging.INFO, logger=HOOK_LOG)
+    return hook
+
+
 # ------------------------------------------------------------------------ the rate rule, fake clock
 
 
@@ -77,9 +97,7 @@ def test_a_fast_transfer_logs_once_per_tenth_and_a_summary(
     clock = FakeClock()
     total = 1000 * MIB
     progress = TransferProgress(logger, "Upload of big.bin", total, clock=clock)
-    for done in range(MIB, total + 1, MIB):  # 1000 updates, 1 ms apart: the 30 s rule never fires
-        clock.now += 0.001
-        progress.update(done)
+    _feed(progress, clock, total, 0.001)  # 1000 updates, 1 ms apart: the 30 s rule never fires
     progress.finish()
 
     messages = _messages(caplog, logger.name)
@@ -236,15 +254,11 @@ def test_a_real_upload_logs_bounded_progress_and_one_summary(
         for _ in range(size // MIB):
             out.write(block)
 
-    with BctrlHook(max_retries=0) as hook:
-        # The task log is structlog (printed, not captured by caplog); a stdlib logger in its place
-        # receives exactly the calls the hook makes.
-        hook._log = logging.getLogger("tests.bctrl.hook")  # type: ignore[assignment]
-        caplog.set_level(logging.INFO, logger="tests.bctrl.hook")
+    with _logged_hook(caplog) as hook:
         staged = hook.upload_file(runtime_id, source, runtime_path="inputs/recording.bin")
 
     assert staged.size_bytes == size
-    messages = _messages(caplog, "tests.bctrl.hook")
+    messages = _messages(caplog, HOOK_LOG)
     lines = _progress_lines(messages)
     summaries = _summary_lines(messages)
     assert len(lines) <= 10
@@ -269,9 +283,7 @@ def test_a_transfer_within_the_quiet_seconds_logs_only_its_summary(
     clock = FakeClock()
     total = 100 * MIB
     progress = TransferProgress(logger, "Upload of quick.bin", total, clock=clock, quiet_seconds=2.0)
-    for done in range(MIB, total + 1, MIB):  # all of it within 1 s
-        clock.now += 0.01
-        progress.update(done)
+    _feed(progress, clock, total, 0.01)  # all of it within 1 s
     progress.finish()
     messages = _messages(caplog, logger.name)
     assert _progress_lines(messages) == []
@@ -284,9 +296,7 @@ def test_after_the_quiet_seconds_the_rate_rule_applies(
     clock = FakeClock()
     total = 100 * MIB
     progress = TransferProgress(logger, "Upload of steady.bin", total, clock=clock, quiet_seconds=2.0)
-    for done in range(MIB, total + 1, MIB):  # 100 s in all, 1 % per second
-        clock.now += 1.0
-        progress.update(done)
+    _feed(progress, clock, total, 1.0)  # 100 s in all, 1 % per second
     percents = [int(line["percent"]) for line in _progress_lines(_messages(caplog, logger.name))]
     assert percents == [10, 20, 30, 40, 50, 60, 70, 80, 90]  # past the quiet 2 s, 10 % steps as usual
 
@@ -305,45 +315,42 @@ def _slow_answer(delay: float) -> Callable[[dict[str, Any]], tuple[int, dict[str
     return respond
 
 
+SlowUpload = Callable[..., list[str]]
+
+
 @pytest.fixture
-def slow_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[float], HttpRecorder]]:
-    """A loopback HTTP server that answers uploads late; the default connection points at it."""
+def slow_upload(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> Iterator[SlowUpload]:
+    """``slow_upload(delay, wait_notice=..., quiet_seconds=...)``: upload 4 bytes (``slow.bin``) to a loopback
+    server that answers ``delay`` seconds after the body arrived, with the hook's wait notice and quiet
+    seconds set as given; the hook's log lines."""
     started: list[HttpRecorder] = []
 
-    def start(delay: float) -> HttpRecorder:
+    def upload(delay: float, *, wait_notice: float, quiet_seconds: float | None = None) -> list[str]:
+        monkeypatch.setattr(bctrl_module, "WAIT_NOTICE_SECONDS", wait_notice)
+        if quiet_seconds is not None:
+            monkeypatch.setattr(bctrl_module, "PROGRESS_QUIET_SECONDS", quiet_seconds)
         recorder = HttpRecorder(_slow_answer(delay))
         started.append(recorder)
         connection = {"conn_type": "bctrl", "host": recorder.url, "password": "bctrl_slow_key_0123"}
         monkeypatch.setenv("AIRFLOW_CONN_BCTRL_DEFAULT", json.dumps(connection))
-        return recorder
+        source = tmp_path / "slow.bin"
+        source.write_bytes(b"data")
+        with _logged_hook(caplog, timeout=30) as hook:
+            staged = hook.upload_file("rt-1", source)
+        assert staged.id == "file-slow"
+        return _messages(caplog, HOOK_LOG)
 
-    yield start
+    yield upload
     for recorder in started:
         recorder.close()
 
 
-def _upload_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> list[str]:
-    source = tmp_path / "slow.bin"
-    source.write_bytes(b"data")
-    with BctrlHook(max_retries=0, timeout=30) as hook:
-        hook._log = logging.getLogger("tests.bctrl.hook")  # type: ignore[assignment]
-        caplog.set_level(logging.INFO, logger="tests.bctrl.hook")
-        staged = hook.upload_file("rt-1", source)
-    assert staged.id == "file-slow"
-    return _messages(caplog, "tests.bctrl.hook")
-
-
-def test_a_late_answer_after_the_upload_is_announced_once(
-    slow_server: Callable[[float], HttpRecorder],
-    tmp_path: Path,
-    caplog: pytest.LogCaptureFixture,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_a_late_answer_after_the_upload_is_announced_once(slow_upload: SlowUpload) -> None:
     """The body went out, the server takes its time: one "waiting" line, before the summary."""
-    monkeypatch.setattr(bctrl_module, "WAIT_NOTICE_SECONDS", 0.3)
-    slow_server(1.5)  # more than the notice, less than notice + the 30 s repeat interval
-
-    messages = _upload_logged(tmp_path, caplog)
+    # The answer comes later than the notice, sooner than the notice plus the 30 s repeat interval.
+    messages = slow_upload(1.5, wait_notice=0.3)
 
     waiting = [m for m in messages if WAITING.match(m)]
     assert len(waiting) == 1, messages
@@ -354,15 +361,8 @@ def test_a_late_answer_after_the_upload_is_announced_once(
     assert messages.index(waiting[0]) < messages.index(summary.string)
 
 
-def test_a_prompt_answer_logs_no_waiting_line(
-    slow_server: Callable[[float], HttpRecorder],
-    tmp_path: Path,
-    caplog: pytest.LogCaptureFixture,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(bctrl_module, "WAIT_NOTICE_SECONDS", 5.0)
-    slow_server(0.0)
-    messages = _upload_logged(tmp_path, caplog)
+def test_a_prompt_answer_logs_no_waiting_line(slow_upload: SlowUpload) -> None:
+    messages = slow_upload(0.0, wait_notice=5.0)
     assert not [m for m in messages if "waiting for BCTRL" in m]
     assert len(_summary_lines(messages)) == 1
 
@@ -441,13 +441,11 @@ def test_a_long_download_starts_with_a_line_naming_what_from_where_to_where(
     source.write_bytes(b"x" * 1000)
     target = tmp_path / "Q1 reports" / "Übersicht.bin"
     target.parent.mkdir()
-    with BctrlHook(max_retries=0) as hook:
-        hook._log = logging.getLogger("tests.bctrl.hook")  # type: ignore[assignment]
-        caplog.set_level(logging.INFO, logger="tests.bctrl.hook")
+    with _logged_hook(caplog) as hook:
         file_id = hook.upload_file(runtime_id, source).id
         hook.download_file(file_id, target)
 
-    messages = _messages(caplog, "tests.bctrl.hook")
+    messages = _messages(caplog, HOOK_LOG)
     assert messages[0] == f"Uploading {source} (1000 bytes) into runtime {runtime_id} at {emu.url}"
     start = f"Downloading file {file_id} from {emu.url} to {target}"
     assert start in messages
@@ -462,14 +460,12 @@ def test_a_short_transfer_logs_its_summary_line_only(
     """Within the quiet seconds the start line is not due: one line per transfer, saying it all."""
     source = tmp_path / "in.bin"
     source.write_bytes(b"x" * 1000)
-    with BctrlHook(max_retries=0) as hook:
-        hook._log = logging.getLogger("tests.bctrl.hook")  # type: ignore[assignment]
-        caplog.set_level(logging.INFO, logger="tests.bctrl.hook")
+    with _logged_hook(caplog) as hook:
         file_id = hook.upload_file(runtime_id, source).id
         hook.download_file(file_id, tmp_path / "out.bin")
     time.sleep(0.1)  # a start line still pending on the watchdog's thread would be cancelled, not late
 
-    messages = _messages(caplog, "tests.bctrl.hook")
+    messages = _messages(caplog, HOOK_LOG)
     assert [m["label"] for m in _summary_lines(messages)] == ["Upload of in.bin", f"Download of {file_id}"]
     assert len(messages) == 2, messages
 
@@ -478,9 +474,7 @@ def test_a_short_transfer_logs_its_summary_line_only(
 def test_a_failed_transfer_says_what_it_was_before_its_error(
     runtime_id: str, emu: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with BctrlHook(max_retries=0) as hook:
-        hook._log = logging.getLogger("tests.bctrl.hook")  # type: ignore[assignment]
-        caplog.set_level(logging.INFO, logger="tests.bctrl.hook")
+    with _logged_hook(caplog) as hook:
         with pytest.raises(BctrlNotFoundError):
             hook.download_file("no-such-file", tmp_path / "out.bin")
         source = tmp_path / "in.bin"
@@ -488,24 +482,17 @@ def test_a_failed_transfer_says_what_it_was_before_its_error(
         with pytest.raises(BctrlNotFoundError):
             hook.upload_file("no-such-runtime", source)
 
-    assert _messages(caplog, "tests.bctrl.hook") == [
+    assert _messages(caplog, HOOK_LOG) == [
         f"Downloading file no-such-file from {emu.url} to {tmp_path / 'out.bin'}",
         f"Uploading {source} (1 bytes) into runtime no-such-runtime at {emu.url}",
     ]
 
 
 def test_a_blocked_upload_says_what_it_is_doing_after_the_quiet_seconds(
-    slow_server: Callable[[float], HttpRecorder],
-    tmp_path: Path,
-    caplog: pytest.LogCaptureFixture,
-    monkeypatch: pytest.MonkeyPatch,
+    slow_upload: SlowUpload, tmp_path: Path
 ) -> None:
     """The start line comes from the watchdog's thread while the upload waits: not only at its end."""
-    monkeypatch.setattr(bctrl_module, "PROGRESS_QUIET_SECONDS", 0.2)
-    monkeypatch.setattr(bctrl_module, "WAIT_NOTICE_SECONDS", 0.5)
-    slow_server(1.0)
-
-    messages = _upload_logged(tmp_path, caplog)
+    messages = slow_upload(1.0, wait_notice=0.5, quiet_seconds=0.2)
 
     assert messages[0].startswith(f"Uploading {tmp_path / 'slow.bin'} (4 bytes) into runtime rt-1 at http://")
     assert WAITING.match(messages[1]), messages

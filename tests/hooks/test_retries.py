@@ -236,8 +236,13 @@ class _LateListener:
 
 
 @pytest.fixture
-def late_listener(emu: BctrlEmulator) -> Iterator[_LateListener]:
+def late_listener(emu: BctrlEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[_LateListener]:
+    """A listener in front of the emulator, not yet listening; the connection ``bctrl_late`` points at it."""
     listener = _LateListener(int(emu.url.rsplit(":", 1)[1]))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_BCTRL_LATE",
+        emu.airflow_connection_json().replace(emu.url, f"http://127.0.0.1:{listener.port}"),
+    )
     yield listener
     listener.close()
 
@@ -247,12 +252,7 @@ def test_connection_refused_at_first_is_retried_even_for_upload(
     runtime_id: str,
     source: Path,
     late_listener: _LateListener,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_BCTRL_LATE",
-        emu.airflow_connection_json().replace(emu.url, f"http://127.0.0.1:{late_listener.port}"),
-    )
     hook = _hook(bctrl_conn_id="bctrl_late", max_retries=2)
 
     def sleep_then_listen(seconds: float) -> None:
@@ -269,17 +269,9 @@ def test_connection_refused_at_first_is_retried_even_for_upload(
 
 
 def test_connection_refused_gives_a_transport_error(
-    source: Path,
-    runtime_id: str,
-    late_listener: _LateListener,
-    emu: BctrlEmulator,
-    monkeypatch: pytest.MonkeyPatch,
+    source: Path, runtime_id: str, late_listener: _LateListener
 ) -> None:
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_BCTRL_DOWN",
-        emu.airflow_connection_json().replace(emu.url, f"http://127.0.0.1:{late_listener.port}"),
-    )
-    hook = _hook(bctrl_conn_id="bctrl_down", max_retries=1)
+    hook = _hook(bctrl_conn_id="bctrl_late", max_retries=1)
     with pytest.raises(BctrlTransportError, match="connection refused") as info:
         hook.upload_file(runtime_id, source)
     assert not isinstance(info.value, BctrlUncertainTransportError)

@@ -12,7 +12,6 @@ import http.server
 import json
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ from typing import Any
 
 import pytest
 import requests
-from _airflow_env import airflow_env
+from _airflow_env import AIRFLOW_BIN, airflow_env
 
 from airflow_provider_bctrl.hooks.bctrl import BctrlHook
 from airflow_provider_bctrl.testing.emulator import BctrlEmulator
@@ -246,44 +245,41 @@ def test_server_that_never_answers_is_a_timeout(fakes: FakeServers, monkeypatch:
     _assert_no_key(message)
 
 
-def test_html_page_is_not_a_bctrl_api(fakes: FakeServers, monkeypatch: pytest.MonkeyPatch) -> None:
-    ok, message, _ = _test(monkeypatch, _conn_json(fakes.html))
-    assert ok is False
-    assert message.startswith("Not a BCTRL API: ")
-    assert "text/html" in message
-    _assert_no_key(message)
-
-
-def test_html_error_page_echoing_the_key_is_redacted(
-    fakes: FakeServers, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("server", "prefix", "fragments"),
+    [
+        pytest.param("html", "Not a BCTRL API: ", ("text/html",), id="an HTML page is not a BCTRL API"),
+        # The page quotes the request's Authorization header; the message must not pass the key on.
+        pytest.param(
+            "html_404_echo",
+            "Not a BCTRL API: ",
+            ("404", "Authorization: Bearer ***"),
+            id="an HTML error page echoing the key is redacted",
+        ),
+        # A 502 in a load balancer's own HTML says BCTRL is down, not that the base URL is wrong.
+        pytest.param(
+            "html_502",
+            "BCTRL is unavailable right now, try again later: BCTRL API 502",
+            ("text/html",),
+            id="a gateway error page is an outage, not a wrong URL",
+        ),
+        pytest.param(
+            "json_not_whoami",
+            "Not a BCTRL API: ",
+            ("without an organisation or default space",),
+            id="JSON that is not whoami is not a BCTRL API",
+        ),
+    ],
+)
+def test_a_server_that_is_not_the_bctrl_api_says_what_it_is(
+    fakes: FakeServers, monkeypatch: pytest.MonkeyPatch, server: str, prefix: str, fragments: tuple[str, ...]
 ) -> None:
-    ok, message, _ = _test(monkeypatch, _conn_json(fakes.html_404_echo))
+    ok, message, _ = _test(monkeypatch, _conn_json(getattr(fakes, server)))
     assert ok is False
-    assert message.startswith("Not a BCTRL API: ")
-    assert "404" in message
-    # The page quoted the request's Authorization header; the message must not pass it on.
-    assert "Authorization: Bearer ***" in message
+    assert message.startswith(prefix), message
+    for fragment in fragments:
+        assert fragment in message, message
     _assert_no_key(message)
-
-
-def test_a_gateway_error_page_is_an_outage_not_a_wrong_url(
-    fakes: FakeServers, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A 502 in a load balancer's own HTML says BCTRL is down, not that the base URL is wrong."""
-    ok, message, _ = _test(monkeypatch, _conn_json(fakes.html_502))
-    assert ok is False
-    assert message.startswith("BCTRL is unavailable right now, try again later: BCTRL API 502")
-    assert "text/html" in message
-    _assert_no_key(message)
-
-
-def test_json_that_is_not_whoami_is_not_a_bctrl_api(
-    fakes: FakeServers, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    ok, message, _ = _test(monkeypatch, _conn_json(fakes.json_not_whoami))
-    assert ok is False
-    assert message.startswith("Not a BCTRL API: ")
-    assert "without an organisation or default space" in message
 
 
 def test_dropped_connection_is_not_called_unreachable(
@@ -353,9 +349,8 @@ def _run_cli(case: CliCase, home: Path) -> subprocess.CompletedProcess[str]:
         NO_COLOR="1",
     )
     home.mkdir(parents=True, exist_ok=True)
-    airflow = Path(sys.executable).with_name("airflow")
     return subprocess.run(
-        [str(airflow), "connections", "test", "-v", "bctrl_cli"],
+        [AIRFLOW_BIN, "connections", "test", "-v", "bctrl_cli"],
         env=env,
         capture_output=True,
         text=True,

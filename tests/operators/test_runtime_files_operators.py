@@ -7,15 +7,12 @@ in ``tests/e2e``.
 from __future__ import annotations
 
 import datetime
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from _lines import positional_arguments_error
+from _python_child import python_json
 from airflow.providers.common.compat.sdk import DAG
 
 from airflow_provider_bctrl.exceptions import BctrlInputError
@@ -232,16 +229,7 @@ def test_operator_module_imports_cheaply() -> None:
         "import airflow_provider_bctrl.assets\n"
         "print(json.dumps([baseline, sorted(sys.modules)]))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=dict(os.environ),
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    baseline, everything = (set(names) for names in json.loads(done.stdout.strip().splitlines()[-1]))
+    baseline, everything = (set(names) for names in python_json(code, timeout=120))
     # What ``import airflow`` loads, every DAG file pays anyway. Airflow 3.0 itself imports FastAPI there
     # (masking its sensitive settings loads the task runner's comms); from 3.1 on it does not.
     if AIRFLOW_V_3_1_PLUS:

@@ -13,6 +13,7 @@ import pytest
 
 from airflow_provider_bctrl.exceptions import BctrlServerError
 from airflow_provider_bctrl.hooks.bctrl import BctrlHook
+from airflow_provider_bctrl.testing._wait import free_port
 from airflow_provider_bctrl.testing.client import EmulatorClient, EmulatorClientError, default_url
 from airflow_provider_bctrl.testing.emulator import BctrlEmulator
 
@@ -83,11 +84,7 @@ def test_errors_are_clear(client: EmulatorClient) -> None:
 
 
 def test_an_emulator_that_is_not_running() -> None:
-    import socket
-
-    with socket.socket() as sock:  # a port nobody listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()  # a port nobody listens on
     client = EmulatorClient(f"http://127.0.0.1:{port}", timeout=2)
     assert not client.health()
     with pytest.raises(EmulatorClientError, match="Is it running"):

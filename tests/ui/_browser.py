@@ -1,4 +1,4 @@
-"""Debian's Chromium under Playwright for the browser tests: launched the same way by every UI test.
+"""Debian's Chromium under Playwright for the browser tests, and the connection-form steps they share.
 
 Never a browser download (`playwright install`): the tests use ``/usr/bin/chromium`` from the Debian
 package (``make system-deps``), and fail, not skip, when it is missing.
@@ -70,3 +70,40 @@ def add_bctrl_connection(page: Any, conn_id: str) -> tuple[Any, Any, Any]:
     for hidden in ("Login", "Port", "Schema"):
         assert dialog.get_by_label(hidden, exact=True).count() == 0, f"{hidden} should be hidden"
     return dialog, host, key
+
+
+def save_connection(page: Any, dialog: Any, edited_conn_id: str | None = None) -> None:
+    """Press Save in the connection dialog and wait until the dialog closes.
+
+    A new connection is a ``POST /api/v2/connections`` answered 201; an edited one (``edited_conn_id``)
+    a ``PATCH /api/v2/connections/{id}`` answered 200.
+    """
+    method, status = ("POST", 201) if edited_conn_id is None else ("PATCH", 200)
+
+    def is_save(response: Any) -> bool:
+        if response.request.method != method:
+            return False
+        if edited_conn_id is None:
+            return bool(response.url.endswith("/api/v2/connections"))
+        return f"/api/v2/connections/{edited_conn_id}" in response.url  # the UI may add a query string
+
+    with page.expect_response(is_save) as answer:
+        dialog.get_by_role("button", name="Save").click()
+    assert answer.value.status == status, answer.value.text()
+    dialog.wait_for(state="detached")
+
+
+def edit_bctrl_connection(page: Any, conn_id: str, secret: str) -> tuple[Any, Any]:
+    """Open Edit on ``conn_id``'s row and check that its saved key is masked: the API key input is a
+    password input showing ``***``, and ``secret`` is nowhere in the page.
+
+    :return: the dialog and the API key input.
+    """
+    page.get_by_role("row").filter(has_text=conn_id).get_by_role("button", name="Edit Connection").click()
+    dialog = page.get_by_role("dialog")
+    open_section(dialog, "Standard Fields")
+    key = dialog.get_by_label("API key")
+    assert key.get_attribute("type") == "password"
+    assert key.input_value() == "***"
+    assert secret not in page.content()
+    return dialog, key

@@ -23,17 +23,9 @@ from typing import Any
 
 import pytest
 import requests
-from _airflow_process import (
-    AIRFLOW_BIN,
-    airflow_env,
-    free_port,
-    log_tail,
-    run_airflow,
-    start_group,
-    stop_group,
-    wait_for_http,
-)
-from _browser import add_bctrl_connection, chromium, open_section
+from _airflow_process import running_api_server
+from _browser import add_bctrl_connection, chromium, edit_bctrl_connection, open_section, save_connection
+from _process_group import log_tail
 
 from airflow_provider_bctrl import CONN_FIELDS
 from airflow_provider_bctrl.version_compat import AIRFLOW_V_3_2_PLUS
@@ -56,27 +48,9 @@ class ApiServer:
 def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
     """``airflow api-server`` on loopback with all-admins auth (one per module: both tests share it)."""
     home = tmp_path_factory.mktemp("form-airflow-home")
-    (home / "dags").mkdir()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = airflow_env(
-        home,
-        AIRFLOW__CORE__DAGS_FOLDER=str(home / "dags"),
-        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS="True",
-        AIRFLOW__API__BASE_URL=url,
-    )
     log_path = home / "api-server.log"
-    run_airflow(["db", "migrate"], env, timeout=300)
-    process = start_group(
-        [AIRFLOW_BIN, "api-server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        env,
-        log_path,
-    )
-    try:
-        wait_for_http(f"{url}/api/v2/monitor/health", process, log_path, timeout=120)
+    with running_api_server(home, log_path, start_timeout=120, migrate_timeout=300) as (url, _):
         yield ApiServer(url=url, log_path=log_path)
-    finally:
-        stop_group(process)
 
 
 @pytest.mark.airflow_lines(*THREE_X, reason="Airflow 2.11 has no api-server; its form is checked below")
@@ -164,22 +138,10 @@ def test_form_in_the_browser(api_server: ApiServer) -> None:
             assert insecure.get_attribute("type") == "checkbox"
             assert not insecure.is_checked()
 
-            with page.expect_response(
-                lambda r: r.url.endswith("/api/v2/connections") and r.request.method == "POST"
-            ) as created:
-                dialog.get_by_role("button", name="Save").click()
-            assert created.value.status == 201, created.value.text()
-            dialog.wait_for(state="detached")
+            save_connection(page, dialog)
 
             # The saved key comes back masked in the edit form, and nowhere in the page in clear.
-            row = page.get_by_role("row").filter(has_text=conn_id)
-            row.get_by_role("button", name="Edit Connection").click()
-            dialog = page.get_by_role("dialog")
-            open_section(dialog, "Standard Fields")
-            key = dialog.get_by_label("API key")
-            assert key.get_attribute("type") == "password"
-            assert key.input_value() == "***"
-            assert UI_KEY not in page.content()
+            edit_bctrl_connection(page, conn_id, UI_KEY)
         except Exception:
             print(log_tail(api_server.log_path))
             raise

@@ -25,17 +25,9 @@ from typing import Any
 
 import pytest
 import requests
-from _airflow_process import (
-    AIRFLOW_BIN,
-    airflow_env,
-    free_port,
-    log_tail,
-    run_airflow,
-    start_group,
-    stop_group,
-    wait_for_http,
-)
-from _browser import add_bctrl_connection, chromium, open_section
+from _airflow_process import running_api_server
+from _browser import add_bctrl_connection, chromium, edit_bctrl_connection, open_section, save_connection
+from _process_group import log_tail
 
 from airflow_provider_bctrl import CONN_FIELDS
 from airflow_provider_bctrl.testing.emulator import BctrlEmulator
@@ -83,32 +75,15 @@ class ApiServer:
 def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
     """Emulator + ``airflow api-server`` on loopback; both stopped whatever happens."""
     home = tmp_path_factory.mktemp("ui-airflow-home")
-    (home / "dags").mkdir()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = airflow_env(
-        home,
-        AIRFLOW__CORE__DAGS_FOLDER=str(home / "dags"),
-        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS="True",
-        AIRFLOW__CORE__TEST_CONNECTION="Enabled",
-        AIRFLOW__API__BASE_URL=url,
-    )
     log_path = _artifacts_dir() / "api-server.log"
-    with BctrlEmulator(api_key=KEY, data_dir=home / "emulator") as emulator:
-        run_airflow(["db", "migrate"], env)
-        process = start_group(
-            [AIRFLOW_BIN, "api-server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-            env,
-            log_path,
-        )
-        try:
-            waited = wait_for_http(
-                f"{url}/api/v2/monitor/health", process, log_path, timeout=SERVER_START_TIMEOUT
-            )
-            print(f"api-server healthy after {waited:.1f} s")
-            yield ApiServer(url=url, emulator=emulator, log_path=log_path)
-        finally:
-            stop_group(process)
+    with (
+        BctrlEmulator(api_key=KEY, data_dir=home / "emulator") as emulator,
+        running_api_server(
+            home, log_path, start_timeout=SERVER_START_TIMEOUT, AIRFLOW__CORE__TEST_CONNECTION="Enabled"
+        ) as (url, waited),
+    ):
+        print(f"api-server healthy after {waited:.1f} s")
+        yield ApiServer(url=url, emulator=emulator, log_path=log_path)
 
 
 @pytest.fixture(scope="module")
@@ -269,11 +244,7 @@ def test_add_test_edit_connection_in_the_browser(api_server: ApiServer, browser:
         timeout_input.fill("15")
         _shot(page, "02-add-connection-extra-fields.png")
 
-        with page.expect_response(
-            lambda r: r.url.endswith("/api/v2/connections") and r.request.method == "POST"
-        ) as created:
-            dialog.get_by_role("button", name="Save").click()
-        assert created.value.status == 201, created.value.text()
+        save_connection(page, dialog)
         page.get_by_role("row").filter(has_text=CONN_ID).wait_for()
 
         # --- what was stored: the key masked in API output, extras under their bare names
@@ -298,22 +269,11 @@ def test_add_test_edit_connection_in_the_browser(api_server: ApiServer, browser:
 
         # --- edit: the saved key is shown masked, never in clear
         button.dismiss_toasts()
-        page.get_by_role("row").filter(has_text=CONN_ID).get_by_role("button", name="Edit Connection").click()
-        dialog = page.get_by_role("dialog")
-        open_section(dialog, "Standard Fields")
-        key = dialog.get_by_label("API key")
-        assert key.get_attribute("type") == "password"
-        assert key.input_value() == "***"
-        assert KEY not in page.content()
+        dialog, key = edit_bctrl_connection(page, CONN_ID, KEY)
         _shot(page, "04-edit-key-masked.png")
 
         key.fill(WRONG_KEY)
-        with page.expect_response(
-            lambda r: f"/api/v2/connections/{CONN_ID}" in r.url and r.request.method == "PATCH"
-        ) as patched:
-            dialog.get_by_role("button", name="Save").click()
-        assert patched.value.status == 200, patched.value.text()
-        dialog.wait_for(state="detached")
+        save_connection(page, dialog, CONN_ID)
 
         # --- Test again: the failure says the key was rejected, and shows no key
         status, answer, toast = button.press(CONN_ID)
