@@ -206,9 +206,11 @@ def check_local_file(source: Any, argument: str = "source") -> Path:
         raise BctrlInputError(
             f"{argument} {str(path)!r} is not a regular file (a pipe, socket or device cannot be uploaded)."
         )
-    if path.resolve().parts[1:2] in (("proc",), ("sys",), ("dev",)):
+    # Regular files under /proc and /sys report sizes that are not their contents' sizes. /dev holds
+    # no such file: its devices are refused above, and its regular files live on tmpfs (/dev/shm).
+    if path.resolve().parts[1:2] in (("proc",), ("sys",)):
         raise BctrlInputError(
-            f"{argument} {str(path)!r} is on a pseudo file system (/proc, /sys, /dev) whose file sizes are "
+            f"{argument} {str(path)!r} is on a pseudo file system (/proc, /sys) whose file sizes are "
             "not their contents' sizes; copy it to a regular file first."
         )
     if not os.access(path, os.R_OK):

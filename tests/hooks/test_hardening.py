@@ -569,6 +569,13 @@ def test_a_pseudo_file_source_is_refused_before_sending(
     assert recorder.requests == []
 
 
+def test_a_device_under_dev_is_still_refused(serve: Callable[..., HttpRecorder]) -> None:
+    recorder = serve(lambda request: _json(ANY_OBJECT))
+    with pytest.raises(BctrlInputError, match="not a regular file"):
+        BctrlHook(max_retries=0).upload_file("rt-1", "/dev/zero")
+    assert recorder.requests == []
+
+
 # ------------------------------------------------------------------ 11: a 401 inside a task
 
 

@@ -115,6 +115,22 @@ def test_upload_of_an_empty_file(
     assert emu.read_runtime_file(runtime_id, staged.runtime_path or "") == b""
 
 
+def test_upload_from_dev_shm(hook: BctrlHook, runtime_id: str, emu: BctrlEmulator) -> None:
+    """/dev/shm is tmpfs: its regular files are real files, unlike /proc's and /sys's."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir():
+        pytest.skip("this machine has no /dev/shm")
+    data = os.urandom(70_000)
+    source = shm / f"bctrl-test-{os.getpid()}.bin"
+    source.write_bytes(data)
+    try:
+        staged = hook.upload_file(runtime_id, source)
+    finally:
+        source.unlink()
+    assert staged.size_bytes == len(data)
+    assert emu.read_runtime_file(runtime_id, staged.runtime_path or "") == data
+
+
 def test_ids_are_quoted_into_one_path_segment(hook: BctrlHook, emu: BctrlEmulator, report: Path) -> None:
     emu.clear_requests_log()
     with pytest.raises(BctrlNotFoundError):
