@@ -206,12 +206,13 @@ def check_local_file(source: Any, argument: str = "source") -> Path:
         raise BctrlInputError(
             f"{argument} {str(path)!r} is not a regular file (a pipe, socket or device cannot be uploaded)."
         )
-    # Regular files under /proc and /sys report sizes that are not their contents' sizes. /dev holds
-    # no such file: its devices are refused above, and its regular files live on tmpfs (/dev/shm).
-    if path.resolve().parts[1:2] in (("proc",), ("sys",)):
+    # Regular files on /proc, /sys and the pseudo file systems under /dev (/dev/mqueue, ...) report
+    # sizes that are not their contents' sizes. /dev/shm is tmpfs: its files are ordinary files.
+    top = path.resolve().parts[1:3]
+    if top[:1] in (("proc",), ("sys",)) or (top[:1] == ("dev",) and top != ("dev", "shm")):
         raise BctrlInputError(
-            f"{argument} {str(path)!r} is on a pseudo file system (/proc, /sys) whose file sizes are "
-            "not their contents' sizes; copy it to a regular file first."
+            f"{argument} {str(path)!r} is on a pseudo file system (/proc, /sys, /dev but /dev/shm) whose "
+            "file sizes are not their contents' sizes; copy it to a regular file first."
         )
     if not os.access(path, os.R_OK):
         raise BctrlInputError(f"{argument} {str(path)!r} is not readable by this worker's user.")

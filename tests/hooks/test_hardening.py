@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import pickle
 import socket
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -566,6 +568,19 @@ def test_a_pseudo_file_source_is_refused_before_sending(
     recorder = serve(lambda request: _json(ANY_OBJECT))
     with pytest.raises(BctrlInputError, match="pseudo file system"):
         BctrlHook(max_retries=0).upload_file("rt-1", source)
+    assert recorder.requests == []
+
+
+def test_a_regular_file_under_dev_but_not_dev_shm_is_refused(serve: Callable[..., HttpRecorder]) -> None:
+    """/dev's other mounts (/dev/mqueue, ...) hold regular files whose sizes are not their contents'."""
+    recorder = serve(lambda request: _json(ANY_OBJECT))
+    if not os.access("/dev", os.W_OK):
+        pytest.skip("cannot create a regular file under /dev here (CI runs as root and can)")
+    with (
+        tempfile.NamedTemporaryFile(dir="/dev", prefix="bctrl-test-", suffix=".bin") as handle,
+        pytest.raises(BctrlInputError, match="pseudo file system"),
+    ):
+        BctrlHook(max_retries=0).upload_file("rt-1", handle.name)
     assert recorder.requests == []
 
 
