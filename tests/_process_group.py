@@ -11,6 +11,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 from airflow_provider_bctrl.testing._wait import session_members, wait_gone
@@ -38,9 +39,10 @@ def stop_group(process: subprocess.Popen[bytes], *, grace: float = 20.0) -> None
     pgid = process.pid
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=grace)
-    wait_gone(pgid, grace)
+    wait_gone(pgid, max(0.0, deadline - time.monotonic()))
     # Children (task workers, api-server workers) may outlive the leader; what it started goes with it.
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)

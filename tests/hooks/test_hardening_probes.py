@@ -6,10 +6,10 @@ loopback (``tests/_loopback.py``), not the emulator.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import socket
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -568,14 +568,16 @@ def test_a_dripped_status_line_is_bounded_through_an_https_proxy(
 def tls_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
     """A throwaway certificate for 127.0.0.1 that the hook trusts (``REQUESTS_CA_BUNDLE``).
 
-    Made by the benchmarks' helper (``benchmarks/_certificate.py``), imported the way
-    ``tests/test_benchmarks.py`` imports the benchmark modules.
+    Made by the benchmarks' helper (``benchmarks/_certificate.py``), loaded from its file so that the
+    benchmark scripts do not join ``sys.path`` for the rest of the session.
     """
-    if str(BENCHMARKS) not in sys.path:
-        sys.path.insert(0, str(BENCHMARKS))
-    from _certificate import loopback_certificate
+    spec = importlib.util.spec_from_file_location("_bctrl_bench_certificate", BENCHMARKS / "_certificate.py")
+    assert spec is not None
+    assert spec.loader is not None
+    certificate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(certificate)
 
-    cert_file, key_file = loopback_certificate(tmp_path)
+    cert_file, key_file = certificate.loopback_certificate(tmp_path)
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert_file))
     return cert_file, key_file
 

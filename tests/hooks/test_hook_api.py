@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import pendulum
@@ -121,12 +122,10 @@ def test_upload_from_dev_shm(hook: BctrlHook, runtime_id: str, emu: BctrlEmulato
     if not shm.is_dir():
         pytest.skip("this machine has no /dev/shm")
     data = os.urandom(70_000)
-    source = shm / f"bctrl-test-{os.getpid()}.bin"
-    source.write_bytes(data)
-    try:
-        staged = hook.upload_file(runtime_id, source)
-    finally:
-        source.unlink()
+    with tempfile.NamedTemporaryFile(dir=shm, prefix="bctrl-test-", suffix=".bin") as handle:
+        handle.write(data)
+        handle.flush()
+        staged = hook.upload_file(runtime_id, handle.name)
     assert staged.size_bytes == len(data)
     assert emu.read_runtime_file(runtime_id, staged.runtime_path or "") == data
 

@@ -377,17 +377,15 @@ def test_an_unreadable_answer_still_gets_the_summary_line_after_the_start_line(
         monkeypatch.setenv("AIRFLOW_CONN_BCTRL_DEFAULT", json.dumps(connection))
         source = tmp_path / "odd.bin"
         source.write_bytes(b"data")
-        with BctrlHook(max_retries=0, timeout=30) as hook:
-            hook._log = logging.getLogger("tests.bctrl.hook")  # type: ignore[assignment]
-            caplog.set_level(logging.INFO, logger="tests.bctrl.hook")
-            with pytest.raises(
-                BctrlUnexpectedResponseError, match="during upload: the response lacks the key"
-            ):
-                hook.upload_file("rt-1", source)
+        with (
+            _logged_hook(caplog, timeout=30) as hook,
+            pytest.raises(BctrlUnexpectedResponseError, match="during upload: the response lacks the key"),
+        ):
+            hook.upload_file("rt-1", source)
     finally:
         recorder.close()
 
-    messages = _messages(caplog, "tests.bctrl.hook")
+    messages = _messages(caplog, HOOK_LOG)
     assert len(messages) == 2, messages
     assert messages[0] == f"Uploading {source} (4 bytes) into runtime rt-1 at {recorder.url}"
     (summary,) = _summary_lines(messages)
