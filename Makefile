@@ -66,7 +66,10 @@ help: ## Show the targets
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	@if ! [ -x "$(PY)" ] || ! "$(PY)" -c 'import sys' 2>/dev/null; then \
-	  command -v "$(PYTHON)" >/dev/null || { echo "ERROR: $(PYTHON) not found; install Python 3.10+." >&2; exit 1; }; \
+	  command -v "$(PYTHON)" >/dev/null || { echo "ERROR: $(PYTHON) not found; install Python 3.11+." >&2; exit 1; }; \
+	  "$(PYTHON)" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
+	    echo "ERROR: $(PYTHON) is $$($(PYTHON) --version 2>&1); the provider needs Python 3.11+ (as Airflow's" \
+	      "providers do). Install one and run e.g. 'make $(or $(MAKECMDGOALS),demo) PYTHON=python3.11'." >&2; exit 1; }; \
 	  echo "==> Creating $(VENV) with $$($(PYTHON) --version 2>&1)"; \
 	  rm -rf "$(VENV)"; \
 	  "$(PYTHON)" -m venv "$(VENV)"; \
