@@ -9,7 +9,7 @@ All in one process over one pooled connection, 1 GiB by default, strategies alte
   sends over TLS) with ``N`` KiB ``readinto`` chunks into one reused buffer (the hook uses 1024);
 
 Prints wall and CPU seconds and the ratio to ``stream-1024k``. Information for
-``docs/performance.md`` (decision 4), not a target. Usage::
+``docs/performance-history.md`` (decision 4), not a target. Usage::
 
     python benchmarks/body_strategies.py [--size 1G] [--rounds 3] [--chunks 64,256,1024,4096]
 """
